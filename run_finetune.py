@@ -1,0 +1,355 @@
+#!/usr/bin/env python
+"""Fine-tune a vanilla ViT (from an MAE, a ViT/DeiT checkpoint, or scratch) for facial expression recognition.
+
+    python run_finetune.py configs/finetune_vit_tiny_ferplus_cpu.json
+    python run_finetune.py --model_name_or_path outputs/mae --dataset_name rafdb --data_dir /data/RAF-DB \
+        --augmentation regular --weighted_sampler none --do_train --do_eval --do_predict --output_dir out/rafdb
+    torchrun --nproc_per_node 8 run_finetune.py configs/finetune_mae_vitb_affectnet8.json
+
+Model selection uses the validation split only; ``--do_predict`` scores the official test split once, with the
+selected model, and writes ``test_*`` metrics, ``test_predictions.csv`` and a confusion matrix.
+Recipe defaults follow MAE fine-tuning (He et al. 2022; NOTES #17) and Li (2022).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+import transformers
+from transformers import HfArgumentParser, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from modeling.drop_path import enable_drop_path
+from modeling.finetuning import (
+    add_lora,
+    collate_classification,
+    load_classifier,
+    processor_for,
+    select_splits,
+    trainable_share,
+    write_predictions_csv,
+)
+from modeling.labels import labels_for
+from modeling.metrics import fer_metrics, make_compute_metrics, scalar_metrics
+from modeling.pretraining import absolute_learning_rate, warmup_fraction
+from modeling.recipes import parse_overrides, parse_script_args
+from modeling.sampling import SAMPLING_SCHEMES, class_weights
+from modeling.sizes import MODEL_SIZES
+from modeling.trainer import FERTrainer
+from modeling.transforms import AUGMENTATIONS, MixupCutmix, build_eval_transform, build_train_transform
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DataTrainingArguments:
+    dataset_name: str = field(default="ferplus", metadata={"help": "rafdb, affectnet or ferplus."})
+    data_dir: str | None = field(default=None, metadata={"help": "The folder of the official download."})
+    dataset_config_name: str | None = field(
+        default=None, metadata={"help": "'original' (RAF-DB), '7'/'8' (AffectNet), 'majority'/'probability' (FER+)."}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where prepared datasets are cached."})
+    validation_split_percentage: float = field(
+        default=10.0,
+        metadata={"help": "Stratified % of train held out for model selection where no validation split exists."},
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set (debugging)."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the validation set."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Truncate the test set."})
+    augmentation: str = field(default="regular", metadata={"help": f"One of {AUGMENTATIONS}."})
+    augmentation_knobs: str | None = field(
+        default=None, metadata={"help": "JSON overrides of the augmentation's knobs, e.g. '{\"brightness\": 0.4}'."}
+    )
+    mixup: float | None = field(default=None, metadata={"help": "Mixup alpha; default 0.8 with 'mae', else off."})
+    cutmix: float | None = field(default=None, metadata={"help": "Cutmix alpha; default 1.0 with 'mae', else off."})
+    label_smoothing: float | None = field(default=None, metadata={"help": "Default 0.1 with 'mae', else 0."})
+    weighted_sampler: str = field(default="none", metadata={"help": f"One of {SAMPLING_SCHEMES}."})
+    max_oversampling: float = field(default=3.0, metadata={"help": "Cap of the 'capped' sampler."})
+    tta_flip: bool = field(default=False, metadata={"help": "Average predictions over the image and its mirror."})
+
+    def __post_init__(self):
+        if self.data_dir is None:
+            raise ValueError("--data_dir is required (the folder of the official download)")
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got {self.augmentation!r}")
+        if self.weighted_sampler not in SAMPLING_SCHEMES:
+            raise ValueError(f"weighted_sampler must be one of {SAMPLING_SCHEMES}, got {self.weighted_sampler!r}")
+        self.knobs = json.loads(self.augmentation_knobs) if self.augmentation_knobs else {}
+        is_mae = self.augmentation == "mae"
+        self.mixup = (0.8 if is_mae else 0.0) if self.mixup is None else self.mixup
+        self.cutmix = (1.0 if is_mae else 0.0) if self.cutmix is None else self.cutmix
+        self.label_smoothing = (0.1 if is_mae else 0.0) if self.label_smoothing is None else self.label_smoothing
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "An MAE (run_mae.py output or Hub id), a ViT/DeiT classifier or backbone (e.g. "
+            "google/vit-base-patch16-224-in21k), or an official .pth; none: --model_size from scratch."
+        },
+    )
+    model_size: str = field(default="base", metadata={"help": f"Preset when training from scratch: {MODEL_SIZES}."})
+    image_size: int | None = field(
+        default=None, metadata={"help": "Input size; default: the checkpoint's (224 from scratch)."}
+    )
+    patch_size: int = field(default=16, metadata={"help": "Patch size when training from scratch."})
+    config_overrides: str | None = field(default=None, metadata={"help": "Preset overrides for scratch, 'k=v,...'."})
+    drop_path: float = field(
+        default=0.1, metadata={"help": "Stochastic depth rate of the last block (training only)."}
+    )
+    lora_r: int = field(default=0, metadata={"help": "LoRA rank on q_proj/v_proj; 0 fine-tunes every weight."})
+    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scaling alpha."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
+    save_adapter_only: bool = field(
+        default=False, metadata={"help": "With LoRA, save the adapter instead of a merged model."}
+    )
+
+    def __post_init__(self):
+        if self.model_size not in MODEL_SIZES:
+            raise ValueError(f"model_size must be one of {MODEL_SIZES}, got {self.model_size!r}")
+        if not 0.0 <= self.drop_path < 1.0:
+            raise ValueError(f"drop_path must be in [0, 1), got {self.drop_path}")
+
+
+@dataclass
+class FinetuneTrainingArguments(TrainingArguments):
+    base_learning_rate: float = field(default=5e-4, metadata={"help": "lr = base_learning_rate * total_batch / 256."})
+    layer_decay: float = field(default=0.65, metadata={"help": "Layer-wise lr decay (MAE: 0.65; 1 disables)."})
+    warmup_epochs: float = field(default=5.0, metadata={"help": "Linear warmup epochs before the cosine decay."})
+    weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay (none on norms/biases/tokens)."})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Scheduler after warmup."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the image column for the transform."})
+    metric_for_best_model: str = field(default="accuracy", metadata={"help": "Validation metric for model selection."})
+
+
+def main(argv: list[str] | None = None) -> dict:
+    # 1. Arguments.
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, FinetuneTrainingArguments))
+    model_args, data_args, training_args = parse_script_args(parser, sys.argv[1:] if argv is None else argv)
+
+    # 2. Logging.
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    log_level = training_args.get_process_log_level()
+    for name in (__name__, "modeling"):
+        logging.getLogger(name).setLevel(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+
+    # 3. Last checkpoint.
+    last_checkpoint = None
+    if os.path.isdir(training_args.output_dir) and training_args.do_train:
+        last_checkpoint = get_last_checkpoint(training_args.output_dir)
+        if last_checkpoint is not None and training_args.resume_from_checkpoint is None:
+            logger.info("Found checkpoint %s: resuming from it", last_checkpoint)
+
+    # 4. Seed.
+    transformers.set_seed(training_args.seed)
+
+    # 5. Data: train / validation for selection / the official test split.
+    from modeling.data import load_fer_dataset
+
+    with training_args.main_process_first(desc="prepare dataset"):
+        splits = load_fer_dataset(
+            data_args.dataset_name,
+            data_args.data_dir,
+            config=data_args.dataset_config_name,
+            cache_dir=data_args.cache_dir,
+        )
+    train_set, eval_set, test_set, test_name = select_splits(
+        splits, data_args.validation_split_percentage / 100, training_args.seed
+    )
+    names = list(train_set.features["label"].names)
+    if (
+        tuple(names) != labels_for(data_args.dataset_name, data_args.dataset_config_name)
+        and data_args.dataset_name != "imagefolder"
+    ):
+        raise RuntimeError(f"Dataset label order {names} differs from the official one")
+    for attr, limit in (("train", data_args.max_train_samples), ("eval", data_args.max_eval_samples)):
+        if limit is not None:
+            ds = train_set if attr == "train" else eval_set
+            ds = ds.select(range(min(limit, len(ds))))
+            train_set, eval_set = (ds, eval_set) if attr == "train" else (train_set, ds)
+    if test_set is not None and data_args.max_predict_samples is not None:
+        test_set = test_set.select(range(min(data_args.max_predict_samples, len(test_set))))
+    soft_labels = "soft_label" in train_set.column_names  # FER+ 'probability': train on the vote distribution
+
+    # 6. Model.
+    model = load_classifier(
+        model_args.model_name_or_path,
+        names,
+        model_size=model_args.model_size,
+        image_size=model_args.image_size,
+        patch_size=model_args.patch_size,
+        work_dir=training_args.output_dir,
+        **parse_overrides(model_args.config_overrides),
+    )
+    image_size = model.config.image_size
+    processor = processor_for(model_args.model_name_or_path, image_size)
+    if model_args.drop_path > 0:
+        enable_drop_path(model, model_args.drop_path)
+    if model_args.lora_r > 0:
+        model = add_lora(model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout)
+        logger.info("LoRA r=%d: %.2f%% of parameters train", model_args.lora_r, 100 * trainable_share(model))
+
+    # 7. Transforms (grayscale faces come out as 3 channels).
+    mean, std = processor.image_mean, processor.image_std
+    train_tf = build_train_transform(data_args.augmentation, image_size, mean, std, **data_args.knobs)
+    eval_tf = build_eval_transform(image_size, mean, std)
+
+    def apply(transform, label_column: str = "label", flip: bool = False):
+        def fn(batch):
+            pixels = [transform(image) for image in batch["image"]]
+            if flip:
+                pixels = [p.flip(-1) for p in pixels]
+            return {"pixel_values": pixels, "labels": batch[label_column]}
+
+        return fn
+
+    train_labels = np.asarray(train_set["label"])
+    train_set = train_set.with_transform(apply(train_tf, "soft_label" if soft_labels else "label"))
+    eval_set = eval_set.with_transform(apply(eval_tf))
+
+    # 8. Learning rate, in one visible line (MAE), and the training extras.
+    total_batch = (
+        training_args.per_device_train_batch_size
+        * training_args.gradient_accumulation_steps
+        * training_args.world_size
+    )
+    training_args.learning_rate = absolute_learning_rate(training_args.base_learning_rate, total_batch)
+    if training_args.warmup_epochs and training_args.max_steps <= 0:
+        training_args.warmup_steps = warmup_fraction(training_args.warmup_epochs, training_args.num_train_epochs)
+    logger.info(
+        "lr = %.3g x %d / 256 = %.4g", training_args.base_learning_rate, total_batch, training_args.learning_rate
+    )
+    sample_weights = None
+    if data_args.weighted_sampler != "none":
+        sample_weights = class_weights(train_labels, data_args.weighted_sampler, data_args.max_oversampling)
+    mixup = None
+    if data_args.mixup > 0 or data_args.cutmix > 0:
+        mixup = MixupCutmix(
+            len(names),
+            mixup_alpha=data_args.mixup,
+            cutmix_alpha=data_args.cutmix,
+            label_smoothing=data_args.label_smoothing,
+            seed=training_args.seed + training_args.process_index,
+        )
+
+    # 9. Trainer.
+    trainer = FERTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_set if training_args.do_train else None,
+        eval_dataset=eval_set if training_args.do_eval or training_args.eval_strategy != "no" else None,
+        data_collator=collate_classification,
+        processing_class=processor,
+        compute_metrics=make_compute_metrics(len(names), dict(enumerate(names))),
+        sample_weights=sample_weights,
+        layer_decay=training_args.layer_decay,
+        label_smoothing=0.0 if mixup is not None else data_args.label_smoothing,
+        mixup=mixup,
+    )
+
+    results: dict = {"learning_rate": training_args.learning_rate, "total_batch_size": total_batch}
+    # 10. Train, then keep a plain ViTForImageClassification (LoRA merged unless asked otherwise).
+    if training_args.do_train:
+        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or last_checkpoint)
+        trainer.log_metrics("train", train_result.metrics)
+        trainer.save_metrics("train", train_result.metrics)
+        trainer.save_state()
+        results.update(train_result.metrics)
+        if model_args.lora_r > 0 and not model_args.save_adapter_only:
+            trainer.model = trainer.model.merge_and_unload()
+            trainer.model_wrapped = trainer.model
+        trainer.save_model()
+
+    # 11. Evaluate on validation (the split used for selection).
+    if training_args.do_eval:
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+        results.update(metrics)
+
+    # 12. Predict: the official test split, once, with the selected model.
+    if training_args.do_predict and test_set is not None:
+        results.update(predict(trainer, test_set, apply, eval_tf, names, data_args.tta_flip, test_name, training_args))
+
+    trainer.save_metrics("run", {"learning_rate": training_args.learning_rate, "total_batch_size": total_batch})
+
+    # 13. Model card and Hub.
+    if trainer.is_world_process_zero() and training_args.do_train and not model_args.save_adapter_only:
+        from modeling.model_card import write_model_card
+
+        all_results = json.loads((Path(training_args.output_dir) / "all_results.json").read_text())
+        write_model_card(
+            training_args.output_dir,
+            all_results,
+            dataset_name=data_args.dataset_name,
+            dataset_config=data_args.dataset_config_name,
+            base_model=model_args.model_name_or_path,
+            details=_recipe_summary(model_args, data_args, training_args),
+        )
+    if training_args.push_to_hub:
+        trainer.push_to_hub(
+            tags=["facial-expression-recognition", "vit", "mae"], finetuned_from=model_args.model_name_or_path
+        )
+    return results
+
+
+def predict(trainer, test_set, apply, eval_tf, names, tta_flip, test_name, training_args) -> dict:
+    """Scores ``test_set`` once; writes ``test_*`` metrics, ``test_predictions.csv`` and the confusion matrix."""
+    references = np.asarray(test_set["label"])
+    output = trainer.predict(test_set.with_transform(apply(eval_tf)), metric_key_prefix="test")
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    probs = torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=-1).numpy()
+    if tta_flip:
+        flipped = trainer.predict(test_set.with_transform(apply(eval_tf, flip=True)), metric_key_prefix="test")
+        flipped_logits = flipped.predictions[0] if isinstance(flipped.predictions, tuple) else flipped.predictions
+        probs = (probs + torch.softmax(torch.as_tensor(flipped_logits, dtype=torch.float32), dim=-1).numpy()) / 2
+    full = fer_metrics(probs.argmax(-1), references, len(names))
+    metrics = {f"test_{k}": v for k, v in scalar_metrics(full, dict(enumerate(names))).items()}
+    metrics["test_samples"] = len(references)
+    metrics["test_split"] = test_name
+    trainer.log_metrics("test", metrics)
+    trainer.save_metrics("test", metrics)
+    if trainer.is_world_process_zero():
+        from modeling.plots import plot_confusion_matrix
+
+        out = Path(training_args.output_dir)
+        write_predictions_csv(out / "test_predictions.csv", probs, references, dict(enumerate(names)))
+        (out / "test_confusion_matrix.json").write_text(json.dumps(full["confusion_matrix"]))
+        plot_confusion_matrix(
+            full["confusion_matrix"], names, out / "confusion_matrix_test.png", title=f"{test_name} split"
+        )
+    return metrics
+
+
+def _recipe_summary(model_args, data_args, training_args) -> dict:
+    return {
+        "Starting point": model_args.model_name_or_path or f"{model_args.model_size} from scratch",
+        "Fine-tuning": (
+            f"{training_args.num_train_epochs:g} epochs, total batch "
+            f"{training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * training_args.world_size}, "
+            f"lr {training_args.learning_rate:.3g}, layer decay {training_args.layer_decay}, weight decay "
+            f"{training_args.weight_decay}, drop path {model_args.drop_path}, augmentation '{data_args.augmentation}', "
+            f"mixup {data_args.mixup}, cutmix {data_args.cutmix}, label smoothing {data_args.label_smoothing}, "
+            f"sampler '{data_args.weighted_sampler}', LoRA r {model_args.lora_r}, seed {training_args.seed}"
+        ),
+    }
+
+
+if __name__ == "__main__":
+    main()
