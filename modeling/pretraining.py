@@ -77,6 +77,7 @@ class MAETrainer(Trainer):
     """Trainer for ``ViTMAEForPreTraining``.
 
     - no weight decay on norms, biases, cls/mask tokens and position tables (MAE recipe, NOTES #16);
+    - evaluation reports the reconstruction loss (ViTMAE has no labels, so the Trainer would skip it);
     - ``evaluate`` draws its masks from a fixed seed, so held-out losses of different checkpoints
       are measured on the same masked inputs and can be compared.
     """
@@ -87,6 +88,13 @@ class MAETrainer(Trainer):
 
     def get_decay_parameter_names(self, model: torch.nn.Module) -> list[str]:
         return [n for n, p in model.named_parameters() if not is_no_decay(n, p)]
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        # ViTMAE returns its loss without labels; the Trainer would otherwise skip eval_loss.
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = self.compute_loss(model, inputs).detach()
+        return loss, None, None
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
