@@ -96,9 +96,21 @@ def test_run_mae_resumes_from_its_last_checkpoint_to_the_same_final_step(ferplus
 
 def test_run_mae_runs_on_two_cpu_processes_with_torchrun(ferplus_mini_dir, tmp_path):
     out = tmp_path / "ddp"
-    argv = mae_args(ferplus_mini_dir, out, tmp_path / "cache", max_steps=3, save_steps=10, per_device_train_batch_size=4)
+    argv = mae_args(
+        ferplus_mini_dir, out, tmp_path / "cache", max_steps=3, save_steps=10, per_device_train_batch_size=4
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531", "run_mae.py", *argv]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29531",
+        "run_mae.py",
+        *argv,
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     saved = json.loads((out / "all_results.json").read_text())

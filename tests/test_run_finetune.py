@@ -1,0 +1,143 @@
+"""run_finetune.py end to end through main(): MAE on FER+ mini/, then fine-tuning from its output."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modeling.labels import FERPLUS_LABELS
+from tests.test_run_mae import mae_args, run_mae_main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def finetune_args(model, data_dir, out, cache, **extra):
+    args = {
+        "dataset_name": "ferplus",
+        "data_dir": str(data_dir),
+        "cache_dir": str(cache),
+        "augmentation": "regular",
+        "weighted_sampler": "sqrt",
+        "per_device_train_batch_size": 16,
+        "per_device_eval_batch_size": 16,
+        "num_train_epochs": 2,
+        "warmup_epochs": 0.5,
+        "eval_strategy": "epoch",
+        "save_strategy": "epoch",
+        "load_best_model_at_end": True,
+        "logging_steps": 2,
+        "do_train": True,
+        "do_eval": True,
+        "do_predict": True,
+        "use_cpu": True,
+        "report_to": "none",
+        "dataloader_num_workers": 0,
+        "output_dir": str(out),
+        "seed": 0,
+    }
+    if model is not None:
+        args["model_name_or_path"] = str(model)
+    args.update(extra)
+    argv = []
+    for k, v in args.items():
+        argv += [f"--{k}", str(v).lower() if isinstance(v, bool) else str(v)]
+    return argv
+
+
+def run_finetune_main(argv):
+    sys.path.insert(0, str(ROOT))
+    try:
+        import run_finetune
+
+        return run_finetune.main(argv)
+    finally:
+        sys.path.remove(str(ROOT))
+
+
+@pytest.fixture(scope="module")
+def pretrained(ferplus_mini_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mae")
+    run_mae_main(mae_args(ferplus_mini_dir, tmp / "mae", tmp / "cache", do_eval=False, max_steps=2))
+    return tmp / "mae"
+
+
+def test_finetune_from_mae_trains_evaluates_predicts_and_saves_a_pipeline_ready_model(
+    pretrained, ferplus_mini_dir, tmp_path
+):
+    from PIL import Image
+    from transformers import AutoModelForImageClassification, pipeline
+
+    out = tmp_path / "ft"
+    run_finetune_main(finetune_args(pretrained, ferplus_mini_dir, out, tmp_path / "cache"))
+    saved = json.loads((out / "all_results.json").read_text())
+    for key in ("eval_accuracy", "test_accuracy", "test_balanced_accuracy", "test_macro_f1", "eval_balanced_accuracy"):
+        assert key in saved, key
+    assert saved["test_samples"] == 40 and saved["test_split"] == "test"
+
+    model, info = AutoModelForImageClassification.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert [model.config.id2label[i] for i in range(8)] == list(FERPLUS_LABELS)
+    assert not hasattr(model.config, "mask_ratio")
+
+    face = next((ferplus_mini_dir / "FER2013Test").glob("*.png"))
+    classify = pipeline("image-classification", model=str(out), device="cpu")
+    preds = classify(Image.open(face), top_k=8)
+    assert {p["label"] for p in preds} == set(FERPLUS_LABELS)
+
+    rows = (out / "test_predictions.csv").read_text().splitlines()
+    assert rows[0].startswith("index,label,prediction,p_neutral") and len(rows) == 41
+    cm = np.array(json.loads((out / "test_confusion_matrix.json").read_text()))
+    assert cm.sum() == 40 and np.trace(cm) / 40 == pytest.approx(saved["test_accuracy"])
+    assert (out / "confusion_matrix_test.png").is_file()
+    assert "model-index" in (out / "README.md").read_text()
+
+
+def test_finetune_with_lora_and_mae_recipe_saves_a_merged_plain_checkpoint(pretrained, ferplus_mini_dir, tmp_path):
+    from transformers import AutoModelForImageClassification
+
+    out = tmp_path / "lora"
+    run_finetune_main(
+        finetune_args(
+            pretrained, ferplus_mini_dir, out, tmp_path / "cache",
+            augmentation="mae", lora_r=4, num_train_epochs=1, tta_flip=True, weighted_sampler="none",
+        )
+    )  # fmt: skip
+    model, info = AutoModelForImageClassification.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert not any("lora" in k for k in model.state_dict())
+    assert "test_accuracy" in json.loads((out / "all_results.json").read_text())
+
+
+def test_rafdb_style_dataset_without_validation_gets_a_stratified_carved_validation_split():
+    import datasets
+
+    from modeling.finetuning import select_splits
+
+    labels = [0] * 60 + [1] * 30 + [2] * 10
+    feats = datasets.Features({"label": datasets.ClassLabel(names=["a", "b", "c"])})
+    dd = datasets.DatasetDict(
+        train=datasets.Dataset.from_dict({"label": labels}, features=feats),
+        test=datasets.Dataset.from_dict({"label": [0, 1, 2]}, features=feats),
+    )
+    train, val, test, name = select_splits(dd, 0.1, seed=0)
+    assert name == "test" and len(test) == 3
+    assert sorted(val["label"]) == [0] * 6 + [1] * 3 + [2]  # stratified
+    assert len(train) == 90
+    again = select_splits(dd, 0.1, seed=0)[1]
+    assert again["label"] == val["label"]
+
+
+def test_affectnet_style_validation_split_becomes_the_test_set():
+    import datasets
+
+    from modeling.finetuning import select_splits
+
+    feats = datasets.Features({"label": datasets.ClassLabel(names=["a", "b"])})
+    dd = datasets.DatasetDict(
+        train=datasets.Dataset.from_dict({"label": [0, 1] * 20}, features=feats),
+        validation=datasets.Dataset.from_dict({"label": [0, 1]}, features=feats),
+    )
+    train, val, test, name = select_splits(dd, 0.25, seed=1)
+    assert name == "validation" and len(test) == 2 and len(val) == 10 and len(train) == 30
