@@ -25,6 +25,14 @@ _EXPORTS = {
     "fer_metrics": "metrics",
     "make_compute_metrics": "metrics",
     "load_fer_dataset": "data",
+    "preparation_report": "data",
+    "convert_checkpoint": "convert",
+    "FERTrainer": "trainer",
+    "class_weights": "sampling",
+    "param_groups": "lr_decay",
+    "enable_drop_path": "drop_path",
+    "build_train_transform": "transforms",
+    "build_eval_transform": "transforms",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -71,13 +71,17 @@ def load_classifier(
 
 
 def processor_for(source: str | None, image_size: int):
-    """The source's image processor when it has one, else MAE's (ImageNet mean/std) at ``image_size``."""
-    if source is not None and Path(source).is_dir() and (Path(source) / "preprocessor_config.json").is_file():
+    """The source's image processor (its mean/std) when it has one, else MAE's ImageNet statistics."""
+    if source is not None and not Path(source).is_file():
         from transformers import AutoImageProcessor
 
-        processor = AutoImageProcessor.from_pretrained(source)
-        processor.size = {"height": image_size, "width": image_size}
-        return processor
+        try:
+            processor = AutoImageProcessor.from_pretrained(source)
+        except (OSError, ValueError):
+            logger.info("%s has no image processor; using ImageNet mean/std", source)
+        else:
+            processor.size = {"height": image_size, "width": image_size}
+            return processor
     return image_processor_for(image_size)
 
 
