@@ -1,0 +1,124 @@
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from modeling.faces import HaarFaceDetector, iou
+from modeling.inference import FERPredictor
+from modeling.predict import main
+from tests.tiny import tiny_mae_config
+from tests.tiny_classifier import save_tiny_classifier
+
+FACE = 112  # upscaled FER+ face size on the canvases
+POS = (150, 90)  # where the face is pasted: x, y
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, ferplus_faces):
+    return save_tiny_classifier(tmp_path_factory.mktemp("tiny_fer"), calibration=ferplus_faces[0][:64])
+
+
+@pytest.fixture(scope="module")
+def face_canvas(ferplus_faces):
+    """A 400x320 RGB canvas with the first cascade-detectable FER+ face (112 px) pasted at POS."""
+    detector = HaarFaceDetector()
+    for image in ferplus_faces[0]:
+        face = cv2.resize(image, (FACE, FACE), interpolation=cv2.INTER_CUBIC)
+        if detector.detect(face):
+            break
+    else:
+        pytest.fail("no FER+ face detectable by the Haar cascade")
+    canvas = np.clip(np.random.default_rng(0).normal(128, 12, (320, 400)), 0, 255).astype(np.uint8)
+    canvas[POS[1] : POS[1] + FACE, POS[0] : POS[0] + FACE] = face
+    return np.repeat(canvas[:, :, None], 3, axis=2)
+
+
+def _read_lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_no_detect_on_a_folder_of_real_crops_gives_the_predictors_labels(tiny_dir, ferplus_faces, tmp_path):
+    crops = ferplus_faces[0][:20]
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for i, crop in enumerate(crops):
+        Image.fromarray(crop).save(folder / f"{i:03d}.png")
+    out = tmp_path / "out.jsonl"
+
+    assert main([str(tiny_dir), str(folder), "--no_detect", "--batch_size", "8", "--output", str(out)]) == 0
+
+    lines = _read_lines(out)
+    expected = FERPredictor(tiny_dir, device="cpu").predict(list(crops))
+    assert [rec["label"] for rec in lines] == [e["label"] for e in expected]
+    assert [rec["file"] for rec in lines] == [str(folder / f"{i:03d}.png") for i in range(20)]
+    assert all(rec["box"] == [0, 0, 48, 48] and rec["frame"] is None and len(rec["scores"]) == 8 for rec in lines)
+
+
+def test_bad_inputs_are_reported_per_file_and_the_run_goes_on(tiny_dir, face_canvas, tmp_path):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    Image.fromarray(face_canvas).save(inputs / "a_face.png")
+    (inputs / "b_broken.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
+    Image.fromarray(np.full((240, 320, 3), 128, np.uint8)).save(inputs / "c_blank.png")
+    (inputs / "d_broken.mp4").write_bytes(b"not a video" * 10)
+    writer = cv2.VideoWriter(str(inputs / "e_clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (400, 320))
+    for _ in range(4):
+        writer.write(cv2.cvtColor(face_canvas, cv2.COLOR_RGB2BGR))
+    writer.release()
+    out, annotated = tmp_path / "out.jsonl", tmp_path / "annotated"
+
+    status = main(
+        [str(tiny_dir), str(inputs), "--every_n_frames", "2", "--output", str(out), "--annotate", str(annotated)]
+    )
+
+    assert status == 0
+    by_file = {}
+    for rec in _read_lines(out):
+        by_file.setdefault(rec["file"].rsplit("/", 1)[-1], []).append(rec)
+    face = by_file["a_face.png"]
+    assert len(face) == 1 and "error" not in face[0]
+    assert iou(tuple(face[0]["box"]), (*POS, FACE, FACE)) > 0.5
+    assert by_file["b_broken.jpg"][0]["error"].startswith("unreadable image")
+    assert by_file["c_blank.png"] == [
+        {"file": str(inputs / "c_blank.png"), "frame": None, "error": "no face detected"}
+    ]
+    assert by_file["d_broken.mp4"][0]["error"].startswith("unreadable video")
+    assert [rec["frame"] for rec in by_file["e_clip.avi"]] == [0, 2]
+    assert sorted(p.name for p in annotated.iterdir()) == ["a_face.png", "e_clip_f000000.png", "e_clip_f000002.png"]
+    assert cv2.imread(str(annotated / "a_face.png")).shape == (320, 400, 3)
+
+
+def test_the_exit_status_is_nonzero_when_nothing_could_be_read(tiny_dir, tmp_path, capsys):
+    (tmp_path / "x.png").write_bytes(b"garbage")
+    (tmp_path / "y.avi").write_bytes(b"garbage")
+    status = main([str(tiny_dir), str(tmp_path / "x.png"), str(tmp_path / "y.avi"), str(tmp_path / "missing.jpg")])
+    assert status == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [rec["file"].rsplit("/", 1)[-1] for rec in lines] == ["x.png", "y.avi", "missing.jpg"]
+    assert all("error" in rec for rec in lines)
+
+
+def test_a_model_that_is_not_an_image_classifier_stops_the_cli_with_a_clear_message(tmp_path, capsys):
+    from transformers import ViTMAEForPreTraining
+
+    ViTMAEForPreTraining(tiny_mae_config()).save_pretrained(tmp_path / "mae")
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(tmp_path / "face.png")
+    assert main([str(tmp_path / "mae"), str(tmp_path / "face.png"), "--no_detect"]) == 2
+    assert "not an image classifier" in capsys.readouterr().err
+
+
+def test_python_dash_m_modeling_predict_runs_end_to_end(tiny_dir, ferplus_faces, tmp_path):
+    Image.fromarray(ferplus_faces[0][0]).save(tmp_path / "face.png")
+    proc = subprocess.run(
+        [sys.executable, "-m", "modeling.predict", str(tiny_dir), str(tmp_path / "face.png"), "--no_detect"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (record,) = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert record["label"] in record["scores"] and record["file"].endswith("face.png")
