@@ -1,0 +1,223 @@
+"""Model cards rendered from measured results, never edited by hand (after timm ``_hub.py`` generate_readme).
+
+``write_model_card(output_dir, results)`` takes the ``all_results.json`` content of a
+fine-tuning run (``eval_accuracy``, ``test_accuracy``, ``test_balanced_accuracy``, ...) and
+optionally the reports of :mod:`modeling.evaluate` on other datasets, and writes
+``output_dir/README.md`` from ``model_cards/TEMPLATE.md``: YAML metadata with a
+``model-index`` (one result per dataset and split: accuracy, balanced accuracy, macro F1),
+then details, label order, usage, evaluation, intended use, risks and citation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "model_cards" / "TEMPLATE.md"
+CARD_METRICS: tuple[tuple[str, str], ...] = (
+    ("accuracy", "Accuracy"),
+    ("balanced_accuracy", "Balanced accuracy"),
+    ("macro_f1", "Macro F1"),
+)
+# Trainer metric prefixes in all_results.json and the split they measure.
+PREFIX_SPLITS: dict[str, str] = {"eval": "validation", "test": "test"}
+DATASET_NAMES: dict[str, str] = {"ferplus": "FER+", "rafdb": "RAF-DB", "affectnet": "AffectNet"}
+SEED_PAPER = "arXiv:2207.11081"
+
+
+@dataclass
+class Evaluation:
+    """Measured metrics of one model on one dataset split."""
+
+    dataset: str
+    split: str
+    metrics: dict[str, float]
+    config: str | None = None
+    num_examples: int | None = None
+    per_class_recall: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def pretty_name(self) -> str:
+        name = DATASET_NAMES.get(self.dataset.lower(), self.dataset)
+        return f"{name} ({self.config})" if self.config else name
+
+
+def evaluations_from_results(
+    results: Mapping[str, Any], dataset: str, config: str | None = None, labels: Sequence[str] | None = None
+) -> list[Evaluation]:
+    """One :class:`Evaluation` per Trainer prefix (``eval_``, ``test_``) holding at least ``<prefix>_accuracy``."""
+    evaluations = []
+    for prefix, split in PREFIX_SPLITS.items():
+        metrics = {k: float(results[f"{prefix}_{k}"]) for k, _ in CARD_METRICS if f"{prefix}_{k}" in results}
+        if "accuracy" not in metrics:
+            continue
+        recall = results.get(f"{prefix}_per_class_recall")
+        if isinstance(recall, Sequence) and labels is not None and len(recall) == len(labels):
+            recall = dict(zip(labels, recall))
+        n = results.get(f"{prefix}_samples")
+        evaluations.append(
+            Evaluation(
+                dataset,
+                split,
+                metrics,
+                config,
+                int(n) if n else None,
+                dict(recall or {}) if isinstance(recall, Mapping) else {},
+            )
+        )
+    return evaluations
+
+
+def evaluation_from_report(report: Mapping[str, Any]) -> Evaluation:
+    """An :class:`Evaluation` from the JSON written by ``python -m modeling.evaluate``."""
+    metrics = {k: float(report[k]) for k, _ in CARD_METRICS if k in report}
+    return Evaluation(
+        report["dataset_name"],
+        report["split"],
+        metrics,
+        report.get("dataset_config_name"),
+        report.get("num_examples"),
+        dict(report.get("per_class_recall") or {}),
+    )
+
+
+def eval_results(evaluations: Sequence[Evaluation]) -> list[EvalResult]:
+    """``huggingface_hub`` ``EvalResult`` rows: one per metric, grouped by the Hub into one result per dataset split."""
+    rows = []
+    for ev in evaluations:
+        for key, name in CARD_METRICS:
+            if key not in ev.metrics:
+                continue
+            rows.append(
+                EvalResult(
+                    task_type="image-classification",
+                    task_name="Facial expression recognition",
+                    dataset_type=ev.dataset,
+                    dataset_name=ev.pretty_name,
+                    dataset_config=ev.config,
+                    dataset_split=ev.split,
+                    metric_type=key,
+                    metric_name=name,
+                    metric_value=round(ev.metrics[key], 6),
+                )
+            )
+    return rows
+
+
+def _read_config(output_dir: Path) -> dict[str, Any]:
+    path = output_dir / "config.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def model_details(config: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Rows of the "Model details" table: architecture from ``config.json``, then ``extra`` (recipe, data)."""
+    rows: dict[str, str] = {}
+    if config:
+        arch = ", ".join(config.get("architectures") or [config.get("model_type", "?")])
+        rows["architecture"] = (
+            f"{arch}: hidden {config.get('hidden_size')}, {config.get('num_hidden_layers')} layers, "
+            f"{config.get('num_attention_heads')} heads, patch {config.get('patch_size')}, "
+            f"input {config.get('image_size')}x{config.get('image_size')}, CLS-token pooling"
+        )
+    for key, value in (extra or {}).items():
+        rows[str(key)] = str(value)
+    return rows
+
+
+def render_model_card(
+    results: Mapping[str, Any],
+    *,
+    labels: Sequence[str],
+    dataset_name: str,
+    dataset_config: str | None = None,
+    model_name: str = "fer-mae-vit",
+    repo_id: str | None = None,
+    base_model: str | None = None,
+    license: str = "apache-2.0",
+    tags: Sequence[str] = (),
+    details: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+    extra_evaluations: Sequence[Mapping[str, Any]] = (),
+    confusion_matrix: str | None = None,
+    training_data: str | None = None,
+    template_path: str | Path = TEMPLATE_PATH,
+) -> ModelCard:
+    """The model card (``huggingface_hub.ModelCard``) of a run's ``results`` and other evaluation reports."""
+    evaluations = evaluations_from_results(results, dataset_name, dataset_config, labels)
+    evaluations += [evaluation_from_report(r) for r in extra_evaluations]
+    datasets = list(dict.fromkeys([dataset_name] + [ev.dataset for ev in evaluations]))
+    card_data = ModelCardData(
+        model_name=model_name,
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        license=license,
+        tags=list(
+            dict.fromkeys(["vision", "image-classification", "facial-expression-recognition", "vit", "mae", *tags])
+        ),
+        datasets=datasets,
+        base_model=base_model,
+        eval_results=eval_results(evaluations) or None,
+    )
+    rows = [
+        {
+            "dataset_pretty": ev.pretty_name,
+            "split": ev.split,
+            "num_examples": ev.num_examples if ev.num_examples is not None else "",
+            **{k: f"{ev.metrics[k]:.4f}" if k in ev.metrics else "" for k, _ in CARD_METRICS},
+        }
+        for ev in evaluations
+    ]
+    with_recall = next((ev for ev in evaluations if ev.per_class_recall), None)
+    summary = (
+        f"A vanilla ViT classifying facial expressions into {len(labels)} classes, pretrained as a masked "
+        f"autoencoder and fine-tuned on {DATASET_NAMES.get(dataset_name.lower(), dataset_name)}, following "
+        f"Li et al. ({SEED_PAPER})."
+        + (f" Fine-tuned from [{base_model}](https://huggingface.co/{base_model})." if base_model else "")
+    )
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template_path),
+        model_name=model_name,
+        repo_id=repo_id or model_name,
+        summary=summary,
+        details=model_details(config or {}, details),
+        labels=list(labels),
+        evaluations=rows,
+        per_class_recall={k: f"{v:.4f}" for k, v in (with_recall.per_class_recall if with_recall else {}).items()},
+        per_class_recall_source=f"{with_recall.pretty_name} {with_recall.split}" if with_recall else "",
+        confusion_matrix=confusion_matrix,
+        training_data=training_data or DATASET_NAMES.get(dataset_name.lower(), dataset_name),
+    )
+
+
+def write_model_card(output_dir: str | Path, results: Mapping[str, Any], **kwargs: Any) -> Path:
+    """Writes ``output_dir/README.md`` from ``results`` (``all_results.json`` content); returns its path.
+
+    ``labels`` and ``config`` default to the saved ``config.json`` of ``output_dir``, and
+    ``confusion_matrix`` to the first ``confusion_matrix*.png`` there. Other keyword arguments
+    go to :func:`render_model_card` (``dataset_name`` is required).
+    """
+    output_dir = Path(output_dir)
+    config = kwargs.pop("config", None) or _read_config(output_dir)
+    labels = kwargs.pop("labels", None)
+    if labels is None:
+        id2label = config.get("id2label") or {}
+        labels = [id2label[k] for k in sorted(id2label, key=int)]
+    if not labels:
+        raise ValueError(f"No labels given and no id2label in {output_dir / 'config.json'}")
+    if "confusion_matrix" not in kwargs:
+        found = sorted(output_dir.glob("confusion_matrix*.png"))
+        kwargs["confusion_matrix"] = found[0].name if found else None
+    card = render_model_card(results, labels=labels, config=config, **kwargs)
+    path = output_dir / "README.md"
+    card.save(path)
+    logger.info("Wrote the model card %s", path)
+    return path
