@@ -1,0 +1,113 @@
+"""Export a saved classifier to ONNX with a dynamic batch axis, checked against PyTorch.
+
+    python -m modeling.export MODEL_DIR model.onnx [--opset 17]
+
+Uses torch's TorchScript-based exporter (``dynamo=False``): the default dynamo exporter of
+torch >= 2.9 needs ``onnxscript``, which this project does not depend on. The model is loaded
+with eager attention, whose ops export to plain ONNX. After export the ONNX Runtime logits are
+compared with PyTorch's on random inputs at two batch sizes; the max abs difference is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .inference import _check_is_image_classifier
+
+logger = logging.getLogger(__name__)
+
+
+class _LogitsOnly(torch.nn.Module):
+    """``pixel_values [N, 3, H, W]`` -> ``logits [N, C]`` (the HF output dataclass does not trace)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixel_values).logits
+
+
+def load_for_export(model_dir: str | Path) -> torch.nn.Module:
+    from transformers import AutoModelForImageClassification
+
+    _check_is_image_classifier(model_dir)
+    model = AutoModelForImageClassification.from_pretrained(str(model_dir), attn_implementation="eager")
+    return model.eval()
+
+
+def export_onnx(model_dir: str | Path, out_path: str | Path, opset: int = 17) -> Path:
+    """Writes ``out_path`` (input ``pixel_values``, output ``logits``, both with a dynamic ``batch`` axis)."""
+    model = load_for_export(model_dir)
+    cfg = model.config
+    dummy = torch.randn(2, cfg.num_channels, cfg.image_size, cfg.image_size)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=DeprecationWarning)  # the legacy exporter announces itself
+        # ViT's checks of channel count and image size trace as constants: both are fixed by the config.
+        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+        torch.onnx.export(
+            _LogitsOnly(model),
+            (dummy,),
+            str(out_path),
+            input_names=["pixel_values"],
+            output_names=["logits"],
+            dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    logger.info("Exported %s to %s (opset %d)", model_dir, out_path, opset)
+    return out_path
+
+
+def check_onnx(
+    model_dir: str | Path, onnx_path: str | Path, batch_sizes: Sequence[int] = (1, 3), seed: int = 0
+) -> float:
+    """Max abs difference between ONNX Runtime and PyTorch logits over random inputs of ``batch_sizes``."""
+    import onnxruntime as ort
+
+    model = load_for_export(model_dir)
+    cfg = model.config
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    generator = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    for n in batch_sizes:
+        x = torch.randn(n, cfg.num_channels, cfg.image_size, cfg.image_size, generator=generator)
+        with torch.inference_mode():
+            expected = model(pixel_values=x).logits.numpy()
+        (got,) = session.run(["logits"], {"pixel_values": x.numpy()})
+        if got.shape != expected.shape:
+            raise RuntimeError(f"ONNX logits of shape {got.shape} for batch {n}; PyTorch gives {expected.shape}")
+        worst = max(worst, float(np.abs(got - expected).max()))
+    return worst
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    p = argparse.ArgumentParser(prog="python -m modeling.export", description=__doc__.split("\n\n")[0])
+    p.add_argument("model_dir", help="Saved image classifier (save_pretrained output)")
+    p.add_argument("output", help="Path of the .onnx file to write")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset version")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="Fail if the max abs logit difference exceeds this")
+    args = p.parse_args(argv)
+    path = export_onnx(args.model_dir, args.output, args.opset)
+    diff = check_onnx(args.model_dir, path)
+    print(f"exported {path}; max abs diff ONNX Runtime vs PyTorch logits (batch 1 and 3): {diff:.3g}")
+    if diff > args.tolerance:
+        print(f"export: difference {diff:.3g} exceeds the tolerance {args.tolerance:g}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
