@@ -18,7 +18,7 @@ RECIPES = sorted((ROOT / "configs").glob("*.json"))
 
 
 def parser_for(path: Path) -> HfArgumentParser:
-    if path.name.startswith("mae_"):
+    if "mask_ratio" in load_recipe(path):  # pretraining recipes set the MAE mask ratio
         return HfArgumentParser((run_mae.ModelArguments, run_mae.DataTrainingArguments, run_mae.MAETrainingArguments))
     return HfArgumentParser(
         (run_finetune.ModelArguments, run_finetune.DataTrainingArguments, run_finetune.FinetuneTrainingArguments)

@@ -1,0 +1,217 @@
+#!/usr/bin/env python
+"""The paper's question on real FER+ data: does MAE pretraining make a vanilla ViT a strong FER model?
+
+Runs, with the package's own scripts and the recipes in configs/study_ferplus_*.json:
+  MAE pretraining on the FER+ train faces (labels unused), shared by arms B to E;
+  A: supervised from scratch; B: MAE + plain fine-tuning; C: B + the paper's regular augmentation;
+  D: B + the MAE fine-tuning recipe; E: B with LoRA.
+Each arm selects its model on the validation split and scores the test split once. Finished runs are
+skipped and interrupted ones resume from their last checkpoint, so the command can simply be run again.
+
+    python bench/ferplus_study.py                      # full study, reads ../shared/data/ferplus
+    python bench/ferplus_study.py --parallel 2         # two runs at a time, one thread each
+    python bench/ferplus_study.py --tiny --work_dir /tmp/study  # seconds-long smoke run on mini/
+
+Writes results/ferplus_study.json and results/ferplus_study.md (with --tiny: into the work dir).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_FERPLUS = ROOT.parent / "shared" / "data" / "ferplus"
+ARMS = {
+    "A_scratch": "A: supervised from scratch",
+    "B_mae": "B: MAE-pretrained, plain fine-tuning",
+    "C_mae_regular": "C: B + regular augmentation",
+    "D_mae_recipe": "D: B + MAE fine-tuning recipe",
+    "E_mae_lora": "E: B with LoRA (r=8)",
+}
+# FER+ majority test split: 1,083 of 3,137 faces are neutral (../shared/data/README.md).
+MAJORITY_BASELINE = 1083 / 3137
+TINY_MODEL = (
+    "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,"
+    "decoder_hidden_size=16,decoder_num_hidden_layers=1,decoder_num_attention_heads=2,decoder_intermediate_size=32"
+)
+
+
+def run(cmd: list[str], log: Path, threads: int) -> float:
+    """Runs ``cmd`` in the repository root, appending to ``log``; returns the wall seconds; raises on failure."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false"}
+    start = time.perf_counter()
+    with open(log, "a") as f:
+        f.write(f"\n$ {' '.join(cmd)}\n")
+        f.flush()
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd[:3])} failed with exit code {proc.returncode}; see {log}")
+    return time.perf_counter() - start
+
+
+def add_time(run_dir: Path, seconds: float) -> float:
+    """Accumulates wall time across resumed attempts in ``study_time.json``."""
+    path = run_dir / "study_time.json"
+    total = (json.loads(path.read_text())["seconds"] if path.exists() else 0.0) + seconds
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"seconds": total}))
+    return total
+
+
+def unpack_ferplus(dest: Path) -> Path:
+    """The packed shared FER+ data written back into the official layout (not part of the repository)."""
+    if (dest / "FER2013Test" / "label.csv").exists():
+        return dest
+    sys.path.insert(0, str(ROOT))
+    from tests.ferplus_layout import unpack_official
+
+    return unpack_official(SHARED_FERPLUS, dest)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_dir", help="Official FER+ layout; default: unpack ../shared/data/ferplus")
+    parser.add_argument("--work_dir", default=str(ROOT / "outputs" / "study_ferplus"))
+    parser.add_argument("--results_dir", default=None, help="Default: results/ (with --tiny: the work dir)")
+    parser.add_argument("--seeds", default="0,1", help="Seeds of arms A and B (the others use the first)")
+    parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--parallel", type=int, default=1, help="Fine-tuning runs at a time")
+    parser.add_argument("--tiny", action="store_true", help="Smoke run: FER+ mini/, 2-layer width-32 models, 2 steps")
+    args = parser.parse_args(argv)
+
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    results_dir = Path(args.results_dir or (work if args.tiny else ROOT / "results"))
+    results_dir.mkdir(parents=True, exist_ok=True)
+    if args.data_dir:
+        data_dir = Path(args.data_dir)
+    elif args.tiny:
+        data_dir = SHARED_FERPLUS / "mini"
+    else:
+        data_dir = unpack_ferplus(work / "ferplus_official")
+    cache = work / "cache"
+    seeds = [int(s) for s in args.seeds.split(",")]
+    threads = max(1, (os.cpu_count() or 2) // args.parallel)
+    log = work / "study.log"
+    tiny_flags = ["--max_steps", "2", "--save_strategy", "steps", "--save_steps", "1", "--eval_strategy", "steps", "--eval_steps", "1"]
+
+    # 1. One MAE pretraining, shared by B to E.
+    mae_dir = work / "mae"
+    if not (mae_dir / "model.safetensors").exists():
+        cmd = [sys.executable, "run_mae.py", "configs/study_ferplus_mae.json", "--data_dir", str(data_dir),
+               "--cache_dir", str(cache), "--output_dir", str(mae_dir)]  # fmt: skip
+        if args.tiny:
+            cmd += [
+                "--config_overrides",
+                TINY_MODEL,
+                "--max_steps",
+                "2",
+                "--save_strategy",
+                "no",
+                "--eval_strategy",
+                "no",
+            ]
+        add_time(mae_dir, run(cmd, log, os.cpu_count() or 2))
+    mae_results = json.loads((mae_dir / "all_results.json").read_text())
+
+    # 2. Fine-tuning arms.
+    jobs = []
+    for arm in args.arms.split(","):
+        for seed in seeds if arm in ("A_scratch", "B_mae") else seeds[:1]:
+            out = work / f"{arm}_seed{seed}"
+            cmd = [sys.executable, "run_finetune.py", f"configs/study_ferplus_{arm}.json", "--data_dir", str(data_dir),
+                   "--cache_dir", str(cache), "--output_dir", str(out), "--seed", str(seed)]  # fmt: skip
+            if arm != "A_scratch":
+                cmd += ["--model_name_or_path", str(mae_dir)]
+            elif args.tiny:
+                cmd += ["--config_overrides", TINY_MODEL.split(",decoder")[0]]
+            if args.tiny:
+                cmd += tiny_flags
+            jobs.append((arm, seed, out, cmd))
+
+    def do(job):
+        arm, seed, out, cmd = job
+        done = out / "all_results.json"
+        if done.exists() and "test_accuracy" in json.loads(done.read_text()):
+            return
+        add_time(out, run(cmd, work / f"{arm}_seed{seed}.log", threads))
+
+    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+        list(pool.map(do, jobs))
+
+    # 3. Collect.
+    rows = []
+    for arm, seed, out, _ in jobs:
+        r = json.loads((out / "all_results.json").read_text())
+        rows.append(
+            {
+                "arm": arm,
+                "description": ARMS[arm],
+                "seed": seed,
+                "test_accuracy": r["test_accuracy"],
+                "test_balanced_accuracy": r["test_balanced_accuracy"],
+                "test_macro_f1": r["test_macro_f1"],
+                "val_accuracy": r.get("eval_accuracy"),
+                "train_minutes": json.loads((out / "study_time.json").read_text())["seconds"] / 60,
+                "output_dir": str(out),
+            }
+        )
+    summary = {}
+    for arm in dict.fromkeys(r["arm"] for r in rows):
+        accs = [r["test_accuracy"] for r in rows if r["arm"] == arm]
+        summary[arm] = {
+            "mean_test_accuracy": statistics.fmean(accs),
+            "spread": max(accs) - min(accs),
+            "seeds": [r["seed"] for r in rows if r["arm"] == arm],
+        }
+    report = {
+        "dataset": "FER+ (majority protocol), 25,045 / 3,191 / 3,137 train / validation / test"
+        if not args.tiny
+        else "FER+ mini/",
+        "majority_class_baseline_test_accuracy": MAJORITY_BASELINE,
+        "mae_pretraining": {
+            "eval_start_loss": mae_results.get("eval_start_loss"),
+            "eval_loss": mae_results.get("eval_loss"),
+            "train_runtime_minutes": json.loads((mae_dir / "study_time.json").read_text())["seconds"] / 60
+            if (mae_dir / "study_time.json").exists()
+            else None,
+        },
+        "runs": rows,
+        "summary": summary,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}; parallel {args.parallel}",
+        "recipes": "configs/study_ferplus_*.json",
+    }
+    (results_dir / "ferplus_study.json").write_text(json.dumps(report, indent=2))
+    (results_dir / "ferplus_study.md").write_text(markdown(report))
+    print(json.dumps(summary, indent=2))
+    return report
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        "| arm | seed | test acc | test balanced acc | test macro F1 | val acc (selection) | train min |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in report["runs"]:
+        lines.append(
+            f"| {r['description']} | {r['seed']} | {100 * r['test_accuracy']:.2f} | "
+            f"{100 * r['test_balanced_accuracy']:.2f} | {100 * r['test_macro_f1']:.2f} | "
+            f"{100 * (r['val_accuracy'] or 0):.2f} | {r['train_minutes']:.1f} |"
+        )
+    p = report["majority_class_baseline_test_accuracy"]
+    # Always "neutral": recall 1 on neutral, 0 elsewhere; F1 of neutral 2p / (1 + p), averaged over 8 classes.
+    lines.append(f"| majority-class baseline | - | {100 * p:.2f} | 12.50 | {100 * 2 * p / (1 + p) / 8:.2f} | - | - |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
