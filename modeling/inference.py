@@ -91,7 +91,13 @@ class FERPredictor:
         if onnx is not None:
             import onnxruntime as ort
 
-            self.session = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+            if not Path(onnx).is_file():
+                raise FileNotFoundError(f"ONNX file not found: {onnx}")
+
+            providers = ["CPUExecutionProvider"]
+            if self.device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+                providers.insert(0, "CUDAExecutionProvider")
+            self.session = ort.InferenceSession(str(onnx), providers=providers)
             self._onnx_input = self.session.get_inputs()[0].name
         else:
             try:

@@ -236,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
     try:
         counts = run(args, out)
-    except NotAnImageClassifierError as err:
+    except (NotAnImageClassifierError, FileNotFoundError) as err:
         print(f"fer-predict: {err}", file=sys.stderr)
         return 2
     finally:
