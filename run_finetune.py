@@ -28,6 +28,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from modeling.drop_path import enable_drop_path
+from modeling.fast_input import FaceBatchTransform, PixelCollator, fast_transforms, undecoded
 from modeling.finetuning import (
     add_lora,
     collate_classification,
@@ -74,6 +75,10 @@ class DataTrainingArguments:
     weighted_sampler: str = field(default="none", metadata={"help": f"One of {SAMPLING_SCHEMES}."})
     max_oversampling: float = field(default=3.0, metadata={"help": "Cap of the 'capped' sampler."})
     tta_flip: bool = field(default=False, metadata={"help": "Average predictions over the image and its mirror."})
+    fast_input: bool = field(
+        default=True,
+        metadata={"help": "Augment uint8 faces at source size, resize last (modeling/fast_input.py)."},
+    )
 
     def __post_init__(self):
         if self.data_dir is None:
@@ -207,10 +212,20 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 7. Transforms (grayscale faces come out as 3 channels).
     mean, std = processor.image_mean, processor.image_std
-    train_tf = build_train_transform(data_args.augmentation, image_size, mean, std, **data_args.knobs)
-    eval_tf = build_eval_transform(image_size, mean, std)
+    collator = collate_classification
+    fast = fast_transforms(data_args.augmentation, image_size, **data_args.knobs) if data_args.fast_input else None
+    if fast is not None:  # same recipe; uint8 at the source size, normalised (and erased) in the collator
+        (train_tf, eval_tf), collator = fast, PixelCollator(mean, std)
+        train_set, eval_set = undecoded(train_set), undecoded(eval_set)
+        test_set = undecoded(test_set) if test_set is not None else None
+    else:
+        train_tf = build_train_transform(data_args.augmentation, image_size, mean, std, **data_args.knobs)
+        eval_tf = build_eval_transform(image_size, mean, std)
 
     def apply(transform, label_column: str = "label", flip: bool = False):
+        if isinstance(transform, FaceBatchTransform):
+            return transform.with_options(label_column, flip)
+
         def fn(batch):
             pixels = [transform(image) for image in batch["image"]]
             if flip:
@@ -254,7 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
         args=training_args,
         train_dataset=train_set if training_args.do_train else None,
         eval_dataset=eval_set if training_args.do_eval or training_args.eval_strategy != "no" else None,
-        data_collator=collate_classification,
+        data_collator=collator,
         processing_class=processor,
         compute_metrics=make_compute_metrics(len(names), dict(enumerate(names))),
         sample_weights=sample_weights,

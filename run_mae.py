@@ -68,6 +68,10 @@ class DataTrainingArguments:
     )
     shuffle_buffer_size: int = field(default=10_000, metadata={"help": "Shuffle buffer of --streaming."})
     num_reconstructions: int = field(default=6, metadata={"help": "Held-out faces in reconstructions.png."})
+    fast_input: bool = field(
+        default=True,
+        metadata={"help": "Crop uint8 faces at source size, normalise late (modeling/fast_input.py)."},
+    )
 
     def __post_init__(self):
         self.dataset_names = [n.strip() for n in self.dataset_name.split(",") if n.strip()]
@@ -237,17 +241,27 @@ def main(argv: list[str] | None = None) -> dict:
 
         return fn
 
+    from modeling.fast_input import FaceBatchTransform, PixelCollator, undecoded
+
+    # Same recipe; uint8 crops at the source size, normalised in the collator (not for --streaming).
+    fast = data_args.fast_input and not data_args.streaming
+    collator = PixelCollator(processor.image_mean, processor.image_std) if fast else collate_pixels
     if data_args.streaming:
         train_set = train_set.map(apply(train_tf), batched=True, remove_columns=["image"])
         if training_args.max_steps <= 0:
             raise ValueError("--streaming needs --max_steps (the stream has no length)")
+    elif fast:
+        train_set = undecoded(train_set).with_transform(FaceBatchTransform(image_size, "mae_pretrain", None))
     else:
         train_set = train_set.with_transform(apply(train_tf))
     if eval_set is not None:
         recon_faces = torch.stack(
             [eval_tf(eval_set[i]["image"]) for i in range(min(data_args.num_reconstructions, len(eval_set)))]
         )
-        eval_set = eval_set.with_transform(apply(eval_tf))
+        if fast:
+            eval_set = undecoded(eval_set).with_transform(FaceBatchTransform(image_size, "none", None))
+        else:
+            eval_set = eval_set.with_transform(apply(eval_tf))
     else:
         recon_faces = None
 
@@ -279,7 +293,7 @@ def main(argv: list[str] | None = None) -> dict:
         args=training_args,
         train_dataset=train_set if training_args.do_train else None,
         eval_dataset=eval_set if training_args.do_eval else None,
-        data_collator=collate_pixels,
+        data_collator=collator,
         processing_class=processor,
         callbacks=callbacks,
         eval_mask_seed=training_args.seed,
