@@ -35,6 +35,7 @@ def _push(args, endpoint, tmp_path):
         HF_HUB_VERBOSITY="debug",  # the token must not leak even in debug logs
         HF_HUB_DISABLE_PROGRESS_BARS="1",
         NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
         PYTHONPATH=str(ROOT),
     )
     return subprocess.run(
