@@ -33,6 +33,12 @@ _EXPORTS = {
     "enable_drop_path": "drop_path",
     "build_train_transform": "transforms",
     "build_eval_transform": "transforms",
+    "FERPredictor": "inference",
+    "FaceDetector": "faces",
+    "HaarFaceDetector": "faces",
+    "write_model_card": "model_card",
+    "push_model_dir": "push",
+    "export_onnx": "export",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
