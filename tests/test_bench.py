@@ -1,0 +1,86 @@
+"""Every bench script runs in its tiny mode and prints one JSON object with its figures; the GPU script's
+analytic FLOP count equals torch's FLOP counter on real models."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from gpu import mae_forward_flops, vit_forward_flops  # noqa: E402
+
+TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+
+SCRIPTS = {
+    "input_pipeline.py": [
+        "finetune_workers0",
+        "finetune_workers2",
+        "mae_workers0",
+        "mae_workers2",
+    ],
+    "trainer_overhead.py": ["plain_trainer_s_per_step", "fer_trainer_s_per_step", "fer_over_plain"],
+    "data_prep.py": ["faces_prepared", "images_per_s", "peak_rss_mib", "wall_s"],
+    "gpu.py": ["mae_pretraining", "finetuning", "projections", "peak_tflops_used"],
+}
+
+
+def run_tiny(script: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), "--tiny"], capture_output=True, text=True, cwd=ROOT, timeout=180
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)  # the whole stdout is one JSON object
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_bench_script_runs_in_tiny_mode_and_prints_one_json_object_with_its_figures(script):
+    out = run_tiny(script)
+    for key in SCRIPTS[script]:
+        assert key in out, f"{script}: missing {key} in {sorted(out)}"
+    if script == "input_pipeline.py":
+        for key in SCRIPTS[script]:
+            row = out[key]
+            assert {"example_images_per_s", "reference_images_per_s", "fast_images_per_s", "fast_over_example"} <= set(
+                row
+            )
+            assert row["fast_images_per_s"] > 0
+    if script == "gpu.py":
+        for task in ("mae_pretraining", "finetuning"):
+            assert out[task]["eager"]["4"]["images_per_s"] > 0
+            assert out[task]["search"]["largest_batch"] >= 4
+        assert out["projections"]["pretrain_300_epochs_affectnet"]["images"] == 300 * 269_316
+        assert {"finetune_rafdb", "finetune_affectnet8", "finetune_ferplus"} <= set(out["projections"])
+    if script == "data_prep.py":
+        assert out["faces_prepared"] == 24 and out["peak_rss_mib"] > 0
+
+
+def test_inference_bench_runs_in_tiny_mode(ferplus_dir):
+    out = run_tiny("inference.py")
+    assert out["speedup_batched_over_pipeline"] > 0 and out["label_agreement"] > 0.9
+
+
+def test_gpu_bench_flop_formulas_equal_torch_flop_counter_with_eager_attention():
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import ViTForImageClassification
+
+    from modeling.labels import FERPLUS_LABELS
+    from modeling.mae import build_mae_for_pretraining
+    from modeling.sizes import mae_config, vit_config
+
+    decoder = {"decoder_hidden_size": 16, "decoder_num_hidden_layers": 1, "decoder_intermediate_size": 48}
+    mae = mae_config("tiny", image_size=32, patch_size=8, **TINY, **decoder, decoder_num_attention_heads=2)
+    vit = vit_config("tiny", image_size=32, patch_size=8, labels=FERPLUS_LABELS, **TINY)
+    for config, build, formula in ((mae, build_mae_for_pretraining, mae_forward_flops),
+                                   (vit, ViTForImageClassification, vit_forward_flops)):  # fmt: skip
+        config._attn_implementation = "eager"  # the counter sees the attention matmuls as bmm
+        model = build(config).eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(pixel_values=torch.randn(1, 3, 32, 32))
+        assert counter.get_total_flops() == formula(config)
