@@ -270,10 +270,8 @@ class PixelCollator:
     Float ``pixel_values`` (the reference transforms) pass through unchanged."""
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]):
-        self.scale = (1.0 / (255.0 * torch.tensor(std, dtype=torch.float32))).view(1, -1, 1, 1)
-        self.shift = (-torch.tensor(mean, dtype=torch.float32) / torch.tensor(std, dtype=torch.float32)).view(
-            1, -1, 1, 1
-        )
+        self.scale_c = [1.0 / (255.0 * s) for s in std]
+        self.shift_c = [-m / s for m, s in zip(mean, std)]
 
     def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if len({e["pixel_values"].shape[0] for e in examples}) > 1:  # gray and colour faces in one batch
@@ -284,15 +282,27 @@ class PixelCollator:
             batch = {"pixel_values": torch.stack([e["pixel_values"] for e in examples])}
         pixels = batch["pixel_values"]
         if pixels.dtype == torch.uint8:
-            # One pass into a fresh float tensor: (x / 255 - mean) / std = x * scale + shift; gray [N, 1] broadcasts.
-            out = torch.empty((pixels.shape[0], 3, *pixels.shape[-2:]), dtype=torch.float32)
-            pixels = out.copy_(pixels.expand_as(out)).mul_(self.scale).add_(self.shift)
+            # (x / 255 - mean) / std = x * scale + shift, written once into a fresh float tensor; gray [N, 1] broadcasts.
+            out = _new_batch((pixels.shape[0], 3, *pixels.shape[-2:]))
+            for c in range(3):  # one pass per output channel, straight from uint8
+                source = pixels[:, c if pixels.shape[1] == 3 else 0]
+                torch.add(self.shift_c[c], source, alpha=self.scale_c[c], out=out[:, c])
+            pixels = out
         for i, example in enumerate(examples):
             top, left, h, w = example.get("erase", NO_BOX)
             if h and w:
                 pixels[i, :, top : top + h, left : left + w] = 0.0
         batch["pixel_values"] = pixels
         return batch
+
+
+def _new_batch(shape: tuple[int, ...]) -> torch.Tensor:
+    """An empty float tensor; in a DataLoader worker, in shared memory as ``default_collate`` allocates it, so that
+    sending the batch to the main process does not copy it once more."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.float32)
+    storage = torch.empty(0)._typed_storage()._new_shared(math.prod(shape), device="cpu")
+    return torch.empty(0).new(storage).view(shape)
 
 
 def fast_transforms(
