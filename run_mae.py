@@ -224,6 +224,8 @@ def main(argv: list[str] | None = None) -> dict:
     with training_args.main_process_first(desc="prepare faces"):
         train_set, eval_set = load_faces(data_args, training_args.seed)
 
+    n_train = None if data_args.streaming else len(train_set)  # a stream has no length
+
     # 6. Model.
     model = load_model(model_args, data_args.cache_dir)
     image_size = model.config.image_size
@@ -321,7 +323,12 @@ def main(argv: list[str] | None = None) -> dict:
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
         results.update(metrics)
-    run_info = {"learning_rate": training_args.learning_rate, "total_batch_size": total_batch}
+    run_info = {
+        "learning_rate": training_args.learning_rate,
+        "total_batch_size": total_batch,
+        "train_faces": n_train,
+        "held_out_faces": len(eval_set) if eval_set is not None else 0,
+    }
     trainer.save_metrics("run", run_info)  # merged into all_results.json with train/eval figures
     results.update(run_info)
     if trainer.is_world_process_zero() and recon_faces is not None and not training_args.do_train:

@@ -116,3 +116,23 @@ def test_run_mae_runs_on_two_cpu_processes_with_torchrun(ferplus_mini_dir, tmp_p
     saved = json.loads((out / "all_results.json").read_text())
     assert saved["total_batch_size"] == 8  # 2 processes x 4
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 3
+
+
+def test_run_mae_concatenates_several_datasets_and_streams_image_folders(ferplus_mini_dir, tmp_path):
+    # Two datasets at once: the FER+ train split (160 majority faces) and a plain folder of 43 faces.
+    both = run_mae_main(
+        mae_args(
+            f"{ferplus_mini_dir},{ferplus_mini_dir / 'FER2013Valid'}", tmp_path / "two", tmp_path / "cache",
+            do_eval=False, max_steps=1, train_val_split=0.0, dataset_name="ferplus,imagefolder",
+        )
+    )  # fmt: skip
+    assert both["train_faces"] == 160 + 43
+    # Streaming: image files are read lazily, the held-out faces taken from the head of the stream.
+    streamed = run_mae_main(
+        mae_args(
+            ferplus_mini_dir / "FER2013Train", tmp_path / "stream", tmp_path / "cache", streaming=True, max_steps=2,
+            max_eval_samples=8, dataset_name="imagefolder",
+        )
+    )  # fmt: skip
+    assert streamed["held_out_faces"] == 8 and "eval_loss" in streamed
+    assert (tmp_path / "stream" / "reconstructions.png").is_file()
