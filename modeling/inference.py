@@ -3,7 +3,7 @@
 ``pipeline("image-classification")`` preprocesses one image at a time. :class:`FERPredictor`
 stacks crops of equal size and resizes, rescales and normalises them in a few torch calls
 (bilinear with antialias, the resampling of the model's image processor), then runs the model
-under ``torch.inference_mode()`` (bf16 autocast on CUDA if asked) or through ONNX Runtime.
+under ``torch.inference_mode()`` (bf16 autocast on CUDA or a bf16-capable CPU if asked) or through ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -54,6 +54,14 @@ def _check_is_image_classifier(model: str | Path, cache_dir: str | None = None):
     return config
 
 
+def cpu_has_bf16() -> bool:
+    """True when oneDNN can run bf16 matmuls natively on this CPU (AMX or AVX512-BF16)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 class FERPredictor:
     """Classifies face crops with a local model directory or Hub id.
 
@@ -83,9 +91,11 @@ class FERPredictor:
             ) from err
         self._read_preprocessing(self.processor)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.bf16 = bool(bf16) and self.device.type == "cuda"
+        # bf16 autocast: on CUDA, and on CPUs with bf16 matrix units (AMX / AVX512-BF16), where oneDNN runs
+        # ViT matmuls about 3x faster than float32; elsewhere autocast would only add casts.
+        self.bf16 = bool(bf16) and (self.device.type == "cuda" or (self.device.type == "cpu" and cpu_has_bf16()))
         if bf16 and not self.bf16:
-            logger.warning("bf16 autocast is used on CUDA only; running in float32 on %s", self.device)
+            logger.warning("bf16 autocast needs CUDA or a CPU with bf16 units; running in float32 on %s", self.device)
         self.session = None
         self.model = None
         if onnx is not None:
