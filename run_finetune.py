@@ -314,8 +314,9 @@ def main(argv: list[str] | None = None) -> dict:
             all_results,
             dataset_name=data_args.dataset_name,
             dataset_config=data_args.dataset_config_name,
-            base_model=model_args.model_name_or_path,
+            base_model=hub_id_or_none(model_args.model_name_or_path),
             details=_recipe_summary(model_args, data_args, training_args),
+            pretraining=_pretraining_phrase(model_args.model_name_or_path),
         )
     if training_args.push_to_hub:
         trainer.push_to_hub(
@@ -337,8 +338,10 @@ def predict(trainer, test_set, apply, eval_tf, names, tta_flip, test_name, train
     full = fer_metrics(probs.argmax(-1), references, len(names))
     metrics = {f"test_{k}": v for k, v in scalar_metrics(full, dict(enumerate(names))).items()}
     metrics["test_samples"] = len(references)
+    recalls = zip(names, full["per_class_recall"])
+    metrics["test_per_class_recall"] = {n: r for n, r in recalls if r == r}  # NaN (class absent) left out
     metrics["test_split"] = test_name
-    trainer.log_metrics("test", metrics)
+    trainer.log_metrics("test", {k: v for k, v in metrics.items() if not isinstance(v, dict)})
     trainer.save_metrics("test", metrics)
     if trainer.is_world_process_zero():
         from modeling.plots import plot_confusion_matrix
@@ -352,11 +355,30 @@ def predict(trainer, test_set, apply, eval_tf, names, tta_flip, test_name, train
     return metrics
 
 
+def hub_id_or_none(source: str | None) -> str | None:
+    """``source`` when it names a Hub repository (``owner/name``, not a local path), else None."""
+    if source is None or Path(source).exists() or source.count("/") != 1 or source.startswith((".", "/")):
+        return None
+    return source
+
+
+def _pretraining_phrase(source: str | None) -> str:
+    if source is None:
+        return "trained from scratch"
+    from transformers import AutoConfig
+
+    try:  # already loaded once for training, so local or cached
+        is_mae = Path(source).is_file() or AutoConfig.from_pretrained(source).model_type == "vit_mae"
+    except OSError:
+        is_mae = False
+    return "pretrained as a masked autoencoder and fine-tuned" if is_mae else "fine-tuned from a ViT checkpoint"
+
+
 def _recipe_summary(model_args, data_args, training_args) -> dict:
     return {
         "Starting point": model_args.model_name_or_path or f"{model_args.model_size} from scratch",
         "Fine-tuning": (
-            f"{training_args.num_train_epochs:g} epochs, total batch "
+            f"{training_args.num_train_epochs:g} epoch(s), total batch "
             f"{training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * training_args.world_size}, "
             f"lr {training_args.learning_rate:.3g}, layer decay {training_args.layer_decay}, weight decay "
             f"{training_args.weight_decay}, drop path {model_args.drop_path}, augmentation '{data_args.augmentation}', "

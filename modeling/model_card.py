@@ -148,6 +148,7 @@ def render_model_card(
     extra_evaluations: Sequence[Mapping[str, Any]] = (),
     confusion_matrix: str | None = None,
     training_data: str | None = None,
+    pretraining: str = "pretrained as a masked autoencoder and fine-tuned",
     template_path: str | Path = TEMPLATE_PATH,
 ) -> ModelCard:
     """The model card (``huggingface_hub.ModelCard``) of a run's ``results`` and other evaluation reports."""
@@ -177,9 +178,8 @@ def render_model_card(
     ]
     with_recall = next((ev for ev in evaluations if ev.per_class_recall), None)
     summary = (
-        f"A vanilla ViT classifying facial expressions into {len(labels)} classes, pretrained as a masked "
-        f"autoencoder and fine-tuned on {DATASET_NAMES.get(dataset_name.lower(), dataset_name)}, following "
-        f"Li et al. ({SEED_PAPER})."
+        f"A vanilla ViT classifying facial expressions into {len(labels)} classes, {pretraining} "
+        f"on {DATASET_NAMES.get(dataset_name.lower(), dataset_name)}, following Li et al. ({SEED_PAPER})."
         + (f" Fine-tuned from [{base_model}](https://huggingface.co/{base_model})." if base_model else "")
     )
     return ModelCard.from_template(

@@ -91,7 +91,9 @@ def test_finetune_from_mae_trains_evaluates_predicts_and_saves_a_pipeline_ready_
     cm = np.array(json.loads((out / "test_confusion_matrix.json").read_text()))
     assert cm.sum() == 40 and np.trace(cm) / 40 == pytest.approx(saved["test_accuracy"])
     assert (out / "confusion_matrix_test.png").is_file()
-    assert "model-index" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "model-index" in card and "pretrained as a masked autoencoder" in card
+    assert set(saved["test_per_class_recall"]) <= set(FERPLUS_LABELS)
 
 
 def test_finetune_with_lora_and_mae_recipe_saves_a_merged_plain_checkpoint(pretrained, ferplus_mini_dir, tmp_path):
