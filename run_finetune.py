@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import datasets
 import numpy as np
 import torch
 import transformers
 from transformers import HfArgumentParser, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from modeling.drop_path import enable_drop_path
 from modeling.fast_input import FaceBatchTransform, PixelCollator, fast_transforms, undecoded
@@ -40,10 +37,10 @@ from modeling.finetuning import (
 )
 from modeling.labels import labels_for
 from modeling.metrics import fer_metrics, make_compute_metrics, scalar_metrics
-from modeling.pretraining import absolute_learning_rate, warmup_fraction
 from modeling.recipes import parse_overrides, parse_script_args
 from modeling.sampling import SAMPLING_SCHEMES, class_weights
 from modeling.sizes import MODEL_SIZES
+from modeling.stages import last_checkpoint, scale_learning_rate, setup_logging
 from modeling.trainer import FERTrainer
 from modeling.transforms import AUGMENTATIONS, MixupCutmix, build_eval_transform, build_train_transform
 
@@ -143,23 +140,10 @@ def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args = parse_script_args(parser, sys.argv[1:] if argv is None else argv)
 
     # 2. Logging.
-    logging.basicConfig(
-        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
-        datefmt="%m/%d/%Y %H:%M:%S",
-        handlers=[logging.StreamHandler(sys.stdout)],
-    )
-    log_level = training_args.get_process_log_level()
-    for name in (__name__, "modeling"):
-        logging.getLogger(name).setLevel(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
-    datasets.utils.logging.set_verbosity(log_level)
+    setup_logging(training_args, __name__)
 
     # 3. Last checkpoint.
-    last_checkpoint = None
-    if os.path.isdir(training_args.output_dir) and training_args.do_train:
-        last_checkpoint = get_last_checkpoint(training_args.output_dir)
-        if last_checkpoint is not None and training_args.resume_from_checkpoint is None:
-            logger.info("Found checkpoint %s: resuming from it", last_checkpoint)
+    checkpoint_found = last_checkpoint(training_args)
 
     # 4. Seed.
     transformers.set_seed(training_args.seed)
@@ -238,18 +222,8 @@ def main(argv: list[str] | None = None) -> dict:
     train_set = train_set.with_transform(apply(train_tf, "soft_label" if soft_labels else "label"))
     eval_set = eval_set.with_transform(apply(eval_tf))
 
-    # 8. Learning rate, in one visible line (MAE), and the training extras.
-    total_batch = (
-        training_args.per_device_train_batch_size
-        * training_args.gradient_accumulation_steps
-        * training_args.world_size
-    )
-    training_args.learning_rate = absolute_learning_rate(training_args.base_learning_rate, total_batch)
-    if training_args.warmup_epochs and training_args.max_steps <= 0:
-        training_args.warmup_steps = warmup_fraction(training_args.warmup_epochs, training_args.num_train_epochs)
-    logger.info(
-        "lr = %.3g x %d / 256 = %.4g", training_args.base_learning_rate, total_batch, training_args.learning_rate
-    )
+    # 8. Learning rate (lr = base_learning_rate x total batch / 256, MAE) and the training extras.
+    total_batch = scale_learning_rate(training_args)
     sample_weights = None
     if data_args.weighted_sampler != "none":
         sample_weights = class_weights(train_labels, data_args.weighted_sampler, data_args.max_oversampling)
@@ -281,7 +255,7 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict = {"learning_rate": training_args.learning_rate, "total_batch_size": total_batch}
     # 10. Train, then keep a plain ViTForImageClassification (LoRA merged unless asked otherwise).
     if training_args.do_train:
-        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or last_checkpoint)
+        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or checkpoint_found)
         trainer.log_metrics("train", train_result.metrics)
         trainer.save_metrics("train", train_result.metrics)
         trainer.save_state()

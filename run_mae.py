@@ -14,7 +14,6 @@ for 300 epochs on 269,316 AffectNet faces, without norm_pix_loss.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,19 +22,17 @@ import datasets
 import torch
 import transformers
 from transformers import HfArgumentParser, TrainingArguments, ViTMAEForPreTraining
-from transformers.trainer_utils import get_last_checkpoint
 
 from modeling.mae import build_mae_for_pretraining, position_tables_are_zero
 from modeling.pretraining import (
     MAETrainer,
     ReconstructionCallback,
-    absolute_learning_rate,
     collate_pixels,
     stream_image_files,
-    warmup_fraction,
 )
 from modeling.recipes import parse_overrides, parse_script_args
 from modeling.sizes import MODEL_SIZES, image_processor_for, mae_config
+from modeling.stages import last_checkpoint, scale_learning_rate, setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -192,16 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args = parse_script_args(parser, argv)
 
     # 2. Logging.
-    logging.basicConfig(
-        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
-        datefmt="%m/%d/%Y %H:%M:%S",
-        handlers=[logging.StreamHandler(sys.stdout)],
-    )
-    log_level = training_args.get_process_log_level()
-    logger.setLevel(log_level)
-    logging.getLogger("modeling").setLevel(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
-    datasets.utils.logging.set_verbosity(log_level)
+    setup_logging(training_args, __name__)
     logger.warning(
         "Process rank %s, device %s, n_gpu %s, distributed %s",
         training_args.process_index,
@@ -211,11 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     # 3. Last checkpoint.
-    last_checkpoint = None
-    if os.path.isdir(training_args.output_dir) and training_args.do_train:
-        last_checkpoint = get_last_checkpoint(training_args.output_dir)
-        if last_checkpoint is not None and training_args.resume_from_checkpoint is None:
-            logger.info("Found checkpoint %s: resuming from it", last_checkpoint)
+    checkpoint_found = last_checkpoint(training_args)
 
     # 4. Seed.
     transformers.set_seed(training_args.seed)
@@ -267,22 +251,8 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         recon_faces = None
 
-    # 8. Learning rate from the total batch size, in one visible line (MAE).
-    total_batch = (
-        training_args.per_device_train_batch_size
-        * training_args.gradient_accumulation_steps
-        * training_args.world_size
-    )
-    training_args.learning_rate = absolute_learning_rate(training_args.base_learning_rate, total_batch)
-    if training_args.warmup_epochs and training_args.max_steps <= 0:
-        training_args.warmup_steps = warmup_fraction(training_args.warmup_epochs, training_args.num_train_epochs)
-    logger.info(
-        "lr = %.3g x %d / 256 = %.4g; warmup %.3g of training",
-        training_args.base_learning_rate,
-        total_batch,
-        training_args.learning_rate,
-        training_args.warmup_steps,
-    )
+    # 8. Learning rate: lr = base_learning_rate x total batch / 256 (MAE), warmup from epochs.
+    total_batch = scale_learning_rate(training_args)
 
     # 9. Trainer.
     callbacks = []
@@ -304,7 +274,7 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict = {}
     # 10. Train.
     if training_args.do_train:
-        checkpoint = training_args.resume_from_checkpoint or last_checkpoint
+        checkpoint = training_args.resume_from_checkpoint or checkpoint_found
         if training_args.do_eval and eval_set is not None:
             start = trainer.evaluate(metric_key_prefix="eval_start")
             trainer.log_metrics("eval_start", start)
