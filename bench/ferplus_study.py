@@ -102,7 +102,18 @@ def main(argv: list[str] | None = None) -> dict:
     seeds = [int(s) for s in args.seeds.split(",")]
     threads = max(1, (os.cpu_count() or 2) // args.parallel)
     log = work / "study.log"
-    tiny_flags = ["--max_steps", "2", "--save_strategy", "steps", "--save_steps", "1", "--eval_strategy", "steps", "--eval_steps", "1"]
+    tiny_flags = [
+        "--max_steps",
+        "2",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "1",
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        "1",
+    ]
 
     # 1. One MAE pretraining, shared by B to E.
     mae_dir = work / "mae"
@@ -190,10 +201,45 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}; parallel {args.parallel}",
         "recipes": "configs/study_ferplus_*.json",
     }
+    best = max(rows, key=lambda r: r["val_accuracy"] or 0.0)  # chosen on validation, never on test
+    report["best_by_validation"] = {"arm": best["arm"], "seed": best["seed"]}
+    if not args.tiny:
+        write_best_card(best, report)
     (results_dir / "ferplus_study.json").write_text(json.dumps(report, indent=2))
     (results_dir / "ferplus_study.md").write_text(markdown(report))
     print(json.dumps(summary, indent=2))
     return report
+
+
+def write_best_card(best: dict, report: dict) -> Path:
+    """The best arm's model card, rendered from its measured results into model_cards/ (weights stay out)."""
+    import shutil
+
+    sys.path.insert(0, str(ROOT))
+    from modeling.model_card import write_model_card
+
+    run_dir = Path(best["output_dir"])
+    card_dir = ROOT / "model_cards" / "vit-tiny-mae-ferplus-study"
+    card_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(run_dir / "confusion_matrix_test.png", card_dir / "confusion_matrix_test.png")
+    config = json.loads((run_dir / "config.json").read_text())
+    recipe = json.loads((ROOT / "configs" / f"study_ferplus_{best['arm']}.json").read_text())
+    return write_model_card(
+        card_dir,
+        json.loads((run_dir / "all_results.json").read_text()),
+        config=config,
+        dataset_name="ferplus",
+        dataset_config="majority",
+        model_name="vit-tiny-mae-ferplus-study",
+        details={
+            "Pretraining": f"MAE on the FER+ train faces, labels unused (configs/study_ferplus_mae.json), held-out "
+            f"reconstruction loss {report['mae_pretraining']['eval_start_loss']:.3f} -> "
+            f"{report['mae_pretraining']['eval_loss']:.3f}",
+            "Fine-tuning": f"{ARMS[best['arm']]}, seed {best['seed']}: configs/study_ferplus_{best['arm']}.json "
+            f"({recipe['num_train_epochs']} epoch, base lr {recipe['base_learning_rate']})",
+            "Selection": "best arm by validation accuracy in bench/ferplus_study.py; test split scored once",
+        },
+    )
 
 
 def markdown(report: dict) -> str:
