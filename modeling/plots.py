@@ -49,12 +49,7 @@ def plot_confusion_matrix(
             text = f"{shown[i, j]:.2f}\n{cm[i, j]}" if normalize else f"{cm[i, j]}"
             color = "white" if shown[i, j] > threshold else "black"
             ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def save_image_grid(
@@ -80,6 +75,11 @@ def save_image_grid(
         ax.set_title(text, fontsize=8)
     if title:
         fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    """Lays out, writes and closes ``fig``; creates the parent folder."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ import pytest
 
 from modeling.labels import FERPLUS_LABELS
 from tests.test_run_mae import mae_args, run_mae_main
+from tests.tiny import to_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,10 +41,7 @@ def finetune_args(model, data_dir, out, cache, **extra):
     if model is not None:
         args["model_name_or_path"] = str(model)
     args.update(extra)
-    argv = []
-    for k, v in args.items():
-        argv += [f"--{k}", str(v).lower() if isinstance(v, bool) else str(v)]
-    return argv
+    return to_argv(args)
 
 
 def run_finetune_main(argv):

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from modeling.mae import position_tables_are_zero
+from tests.tiny import to_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_OVERRIDES = (
@@ -42,10 +43,7 @@ def mae_args(data_dir, out, cache, **extra):
         "seed": 0,
     }
     args.update(extra)
-    argv = []
-    for k, v in args.items():
-        argv += [f"--{k}", str(v).lower() if isinstance(v, bool) else str(v)]
-    return argv
+    return to_argv(args)
 
 
 def run_mae_main(argv):

@@ -19,3 +19,11 @@ def tiny_mae_config(image_size: int = 32, patch_size: int = 8, **overrides):
 
 def tiny_vit_config(labels, image_size: int = 32, patch_size: int = 8, **overrides):
     return vit_config("tiny", image_size=image_size, patch_size=patch_size, labels=labels, **{**TINY, **overrides})
+
+
+def to_argv(args: dict) -> list[str]:
+    """``{"k": v}`` -> ``["--k", "v"]`` for a script's ``main(argv)``; booleans as ``true``/``false``."""
+    argv = []
+    for k, v in args.items():
+        argv += [f"--{k}", str(v).lower() if isinstance(v, bool) else str(v)]
+    return argv
