@@ -133,8 +133,16 @@ def main(argv: list[str] | None = None) -> dict:
             ]
         add_time(mae_dir, run(cmd, log, os.cpu_count() or 2))
     mae_results = json.loads((mae_dir / "all_results.json").read_text())
+    if not (mae_dir / "study_time.json").exists():  # pretrained outside this script: the Trainer's own clock
+        add_time(mae_dir, mae_results["train_runtime"])
 
-    # 2. Fine-tuning arms.
+    # 2. Linear probe on the validation split: MAE features vs a random twin vs raw pixels (a diagnostic).
+    probe_path = work / "linear_probe.json"
+    if not probe_path.exists():
+        probe_path.write_text(json.dumps(linear_probe_report(mae_dir, data_dir, cache, args.tiny), indent=2))
+    probe = json.loads(probe_path.read_text())
+
+    # 3. Fine-tuning arms.
     jobs = []
     for arm in args.arms.split(","):
         for seed in seeds if arm in ("A_scratch", "B_mae") else seeds[:1]:
@@ -159,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
         list(pool.map(do, jobs))
 
-    # 3. Collect.
+    # 4. Collect.
     rows = []
     for arm, seed, out, _ in jobs:
         r = json.loads((out / "all_results.json").read_text())
@@ -192,10 +200,9 @@ def main(argv: list[str] | None = None) -> dict:
         "mae_pretraining": {
             "eval_start_loss": mae_results.get("eval_start_loss"),
             "eval_loss": mae_results.get("eval_loss"),
-            "train_runtime_minutes": json.loads((mae_dir / "study_time.json").read_text())["seconds"] / 60
-            if (mae_dir / "study_time.json").exists()
-            else None,
+            "train_runtime_minutes": json.loads((mae_dir / "study_time.json").read_text())["seconds"] / 60,
         },
+        "linear_probe_validation": probe,
         "runs": rows,
         "summary": summary,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}; parallel {args.parallel}",
@@ -208,6 +215,32 @@ def main(argv: list[str] | None = None) -> dict:
     (results_dir / "ferplus_study.json").write_text(json.dumps(report, indent=2))
     (results_dir / "ferplus_study.md").write_text(markdown(report))
     print(json.dumps(summary, indent=2))
+    return report
+
+
+def linear_probe_report(mae_dir: Path, data_dir: Path, cache: Path, tiny: bool) -> dict:
+    """Validation accuracy of a linear probe on the MAE's frozen features, a random twin's, and the pixels."""
+    sys.path.insert(0, str(ROOT))
+    import torch
+    from transformers import ViTForImageClassification
+
+    from modeling.data import load_fer_dataset
+    from modeling.finetuning import load_classifier, processor_for
+    from modeling.probe import probe_encoders
+
+    splits = load_fer_dataset("ferplus", data_dir, config="majority", cache_dir=cache)
+    labels = splits["train"].features["label"].names
+    mae = load_classifier(str(mae_dir), labels)
+    torch.manual_seed(0)
+    encoders = {"mae": mae, "random_init": ViTForImageClassification(mae.config), "pixels": None}
+    processor = processor_for(str(mae_dir), mae.config.image_size)
+    start = time.perf_counter()
+    results = probe_encoders(
+        encoders, splits["train"], splits["validation"], mae.config.image_size, processor.image_mean,
+        processor.image_std, len(labels),
+    )  # fmt: skip
+    report = {name: vars(r) for name, r in results.items()}
+    report["seconds"] = time.perf_counter() - start
     return report
 
 
@@ -236,7 +269,7 @@ def write_best_card(best: dict, report: dict) -> Path:
             f"reconstruction loss {report['mae_pretraining']['eval_start_loss']:.3f} -> "
             f"{report['mae_pretraining']['eval_loss']:.3f}",
             "Fine-tuning": f"{ARMS[best['arm']]}, seed {best['seed']}: configs/study_ferplus_{best['arm']}.json "
-            f"({recipe['num_train_epochs']} epoch, base lr {recipe['base_learning_rate']})",
+            f"({recipe['num_train_epochs']} epochs, base lr {recipe['base_learning_rate']})",
             "Selection": "best arm by validation accuracy in bench/ferplus_study.py; test split scored once",
         },
     )
@@ -256,6 +289,20 @@ def markdown(report: dict) -> str:
     p = report["majority_class_baseline_test_accuracy"]
     # Always "neutral": recall 1 on neutral, 0 elsewhere; F1 of neutral 2p / (1 + p), averaged over 8 classes.
     lines.append(f"| majority-class baseline | - | {100 * p:.2f} | 12.50 | {100 * 2 * p / (1 + p) / 8:.2f} | - | - |")
+    mae = report["mae_pretraining"]
+    lines += [
+        "",
+        f"MAE pretraining (shared by B-E): held-out reconstruction loss {mae['eval_start_loss'] or float('nan'):.3f}"
+        f" -> {mae['eval_loss'] or float('nan'):.3f} in {mae['train_runtime_minutes']:.1f} min.",
+        "",
+        "Linear probe on frozen features (validation accuracy, %): "
+        + ", ".join(
+            f"{name} {100 * r['accuracy']:.2f}"
+            for name, r in report["linear_probe_validation"].items()
+            if isinstance(r, dict)
+        )
+        + ".",
+    ]
     return "\n".join(lines) + "\n"
 
 
