@@ -11,8 +11,10 @@ skipped and interrupted ones resume from their last checkpoint, so the command c
     python bench/ferplus_study.py                      # full study, reads ../shared/data/ferplus
     python bench/ferplus_study.py --parallel 2         # two runs at a time, one thread each
     python bench/ferplus_study.py --tiny --work_dir /tmp/study  # seconds-long smoke run on mini/
+    python bench/ferplus_study.py --gpu                # the larger variant: small preset, 112 px, one GPU
 
-Writes results/ferplus_study.json and results/ferplus_study.md (with --tiny: into the work dir).
+Writes results/ferplus_study.json and results/ferplus_study.md (with --tiny: into the work dir; with --gpu:
+results/ferplus_study_gpu.*), and the best arm's card (chosen on validation) into model_cards/.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ ARMS = {
 }
 # FER+ majority test split: 1,083 of 3,137 faces are neutral (../shared/data/README.md).
 MAJORITY_BASELINE = 1083 / 3137
+# --gpu: the larger variant of item 5 (one GPU, bf16), the same recipes with these flags appended.
+GPU_COMMON = ["--model_size", "small", "--config_overrides", "", "--image_size", "112", "--patch_size", "16",
+              "--use_cpu", "false", "--bf16", "true", "--dataloader_num_workers", "12"]  # fmt: skip
+GPU_MAE = [*GPU_COMMON, "--num_train_epochs", "40", "--warmup_epochs", "4", "--per_device_train_batch_size", "512"]
+GPU_FINETUNE = [*GPU_COMMON, "--num_train_epochs", "10", "--warmup_epochs", "1", "--per_device_train_batch_size",
+                "256", "--per_device_eval_batch_size", "512"]  # fmt: skip
 TINY_MODEL = (
     "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,"
     "decoder_hidden_size=16,decoder_num_hidden_layers=1,decoder_num_attention_heads=2,decoder_intermediate_size=32"
@@ -80,17 +88,24 @@ def unpack_ferplus(dest: Path) -> Path:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", help="Official FER+ layout; default: unpack ../shared/data/ferplus")
-    parser.add_argument("--work_dir", default=str(ROOT / "outputs" / "study_ferplus"))
+    parser.add_argument("--work_dir", default=None, help="Default: outputs/study_ferplus (--gpu: ..._gpu)")
     parser.add_argument("--results_dir", default=None, help="Default: results/ (with --tiny: the work dir)")
     parser.add_argument("--seeds", default="0,1", help="Seeds of arms A and B (the others use the first)")
     parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--parallel", type=int, default=1, help="Fine-tuning runs at a time")
     parser.add_argument("--tiny", action="store_true", help="Smoke run: FER+ mini/, 2-layer width-32 models, 2 steps")
+    parser.add_argument(
+        "--gpu",
+        action="store_true",
+        help="The larger variant on one GPU: small preset, 112 px, patch 16, bf16, MAE 40 epochs, arms 10 epochs; "
+        "writes results/ferplus_study_gpu.{json,md}",
+    )
     args = parser.parse_args(argv)
 
-    work = Path(args.work_dir)
+    work = Path(args.work_dir or ROOT / "outputs" / ("study_ferplus_gpu" if args.gpu else "study_ferplus"))
     work.mkdir(parents=True, exist_ok=True)
     results_dir = Path(args.results_dir or (work if args.tiny else ROOT / "results"))
+    stem = "ferplus_study_gpu" if args.gpu else "ferplus_study"
     results_dir.mkdir(parents=True, exist_ok=True)
     if args.data_dir:
         data_dir = Path(args.data_dir)
@@ -131,6 +146,8 @@ def main(argv: list[str] | None = None) -> dict:
                 "--eval_strategy",
                 "no",
             ]
+        if args.gpu:
+            cmd += GPU_MAE
         add_time(mae_dir, run(cmd, log, os.cpu_count() or 2))
     mae_results = json.loads((mae_dir / "all_results.json").read_text())
     if not (mae_dir / "study_time.json").exists():  # pretrained outside this script: the Trainer's own clock
@@ -139,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
     # 2. Linear probe on the validation split: MAE features vs a random twin vs raw pixels (a diagnostic).
     probe_path = work / "linear_probe.json"
     if not probe_path.exists():
-        probe_path.write_text(json.dumps(linear_probe_report(mae_dir, data_dir, cache, args.tiny), indent=2))
+        probe_path.write_text(json.dumps(linear_probe_report(mae_dir, data_dir, cache), indent=2))
     probe = json.loads(probe_path.read_text())
 
     # 3. Fine-tuning arms.
@@ -153,6 +170,8 @@ def main(argv: list[str] | None = None) -> dict:
                 cmd += ["--model_name_or_path", str(mae_dir)]
             elif args.tiny:
                 cmd += ["--config_overrides", TINY_MODEL.split(",decoder")[0]]
+            if args.gpu:
+                cmd += GPU_FINETUNE
             if args.tiny:
                 cmd += tiny_flags
             jobs.append((arm, seed, out, cmd))
@@ -205,20 +224,29 @@ def main(argv: list[str] | None = None) -> dict:
         "linear_probe_validation": probe,
         "runs": rows,
         "summary": summary,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}; parallel {args.parallel}",
+        "machine": machine(args.parallel),
         "recipes": "configs/study_ferplus_*.json",
     }
     best = max(rows, key=lambda r: r["val_accuracy"] or 0.0)  # chosen on validation, never on test
     report["best_by_validation"] = {"arm": best["arm"], "seed": best["seed"]}
     if not args.tiny:
-        write_best_card(best, report)
-    (results_dir / "ferplus_study.json").write_text(json.dumps(report, indent=2))
-    (results_dir / "ferplus_study.md").write_text(markdown(report))
+        write_best_card(best, report, "vit-small-mae-ferplus-study-gpu" if args.gpu else "vit-tiny-mae-ferplus-study")
+    (results_dir / f"{stem}.json").write_text(json.dumps(report, indent=2))
+    (results_dir / f"{stem}.md").write_text(markdown(report))
     print(json.dumps(summary, indent=2))
     return report
 
 
-def linear_probe_report(mae_dir: Path, data_dir: Path, cache: Path, tiny: bool) -> dict:
+def machine(parallel: int) -> str:
+    import torch
+
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores{gpu}, Python {platform.python_version()}; parallel {parallel}"
+    )
+
+
+def linear_probe_report(mae_dir: Path, data_dir: Path, cache: Path) -> dict:
     """Validation accuracy of a linear probe on the MAE's frozen features, a random twin's, and the pixels."""
     sys.path.insert(0, str(ROOT))
     import torch
@@ -237,14 +265,14 @@ def linear_probe_report(mae_dir: Path, data_dir: Path, cache: Path, tiny: bool) 
     start = time.perf_counter()
     results = probe_encoders(
         encoders, splits["train"], splits["validation"], mae.config.image_size, processor.image_mean,
-        processor.image_std, len(labels),
+        processor.image_std, len(labels), device="cuda" if torch.cuda.is_available() else "cpu",
     )  # fmt: skip
     report = {name: vars(r) for name, r in results.items()}
     report["seconds"] = time.perf_counter() - start
     return report
 
 
-def write_best_card(best: dict, report: dict) -> Path:
+def write_best_card(best: dict, report: dict, name: str) -> Path:
     """The best arm's model card, rendered from its measured results into model_cards/ (weights stay out)."""
     import shutil
 
@@ -252,24 +280,25 @@ def write_best_card(best: dict, report: dict) -> Path:
     from modeling.model_card import write_model_card
 
     run_dir = Path(best["output_dir"])
-    card_dir = ROOT / "model_cards" / "vit-tiny-mae-ferplus-study"
+    card_dir = ROOT / "model_cards" / name
     card_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy(run_dir / "confusion_matrix_test.png", card_dir / "confusion_matrix_test.png")
     config = json.loads((run_dir / "config.json").read_text())
     recipe = json.loads((ROOT / "configs" / f"study_ferplus_{best['arm']}.json").read_text())
+    results = json.loads((run_dir / "all_results.json").read_text())
     return write_model_card(
         card_dir,
-        json.loads((run_dir / "all_results.json").read_text()),
+        results,
         config=config,
         dataset_name="ferplus",
         dataset_config="majority",
-        model_name="vit-tiny-mae-ferplus-study",
+        model_name=name,
         details={
             "Pretraining": f"MAE on the FER+ train faces, labels unused (configs/study_ferplus_mae.json), held-out "
             f"reconstruction loss {report['mae_pretraining']['eval_start_loss']:.3f} -> "
             f"{report['mae_pretraining']['eval_loss']:.3f}",
             "Fine-tuning": f"{ARMS[best['arm']]}, seed {best['seed']}: configs/study_ferplus_{best['arm']}.json "
-            f"({recipe['num_train_epochs']} epochs, base lr {recipe['base_learning_rate']})",
+            f"({results['epoch']:g} epochs, base lr {recipe['base_learning_rate']})",
             "Selection": "best arm by validation accuracy in bench/ferplus_study.py; test split scored once",
         },
     )

@@ -50,18 +50,20 @@ def face_batches(
 
 
 @torch.no_grad()
-def encoder_features(model: ViTForImageClassification | None, batches: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
-    """``([N, 2 * hidden], [N])``: [CLS] and mean patch token per face; ``model=None``: the raw pixels
-    (first channel, flattened: FER faces are grey)."""
+def encoder_features(
+    model: ViTForImageClassification | None, batches: DataLoader, device: str | torch.device = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``([N, 2 * hidden], [N])`` on the CPU: [CLS] and mean patch token per face; ``model=None``: the raw
+    pixels (first channel, flattened: FER faces are grey). ``device``: where the encoder runs."""
     features, labels = [], []
     if model is not None:
-        model.eval()
+        model.eval().to(device)
     for batch in batches:
         pixels = batch["pixel_values"]
         if model is None:
             features.append(pixels[:, 0].flatten(1))
         else:
-            hidden = model.vit(pixel_values=pixels).last_hidden_state
+            hidden = model.vit(pixel_values=pixels.to(device)).last_hidden_state.float().cpu()
             features.append(torch.cat([hidden[:, 0], hidden[:, 1:].mean(1)], dim=-1))
         labels.append(batch["labels"])
     return torch.cat(features).float(), torch.cat(labels)
@@ -116,14 +118,15 @@ def probe_encoders(
     std: Sequence[float],
     num_classes: int,
     seed: int = 0,
+    device: str | torch.device = "cpu",
 ) -> dict[str, ProbeResult]:
-    """One probe per named encoder (None: raw pixels), all on the same faces."""
+    """One probe per named encoder (None: raw pixels), all on the same faces; encoders run on ``device``."""
     train_batches = face_batches(train, image_size, mean, std)
     eval_batches = face_batches(evaluation, image_size, mean, std)
     results = {}
     for name, model in encoders.items():
-        train_x, train_y = encoder_features(model, train_batches)
-        eval_x, eval_y = encoder_features(model, eval_batches)
+        train_x, train_y = encoder_features(model, train_batches, device)
+        eval_x, eval_y = encoder_features(model, eval_batches, device)
         results[name] = linear_probe(train_x, train_y, eval_x, eval_y, num_classes, seed=seed)
         logger.info("probe %s: %.4f accuracy on %d faces", name, results[name].accuracy, len(eval_x))
     return results
@@ -147,7 +150,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    splits = load_fer_dataset(args.dataset_name, args.data_dir, config=args.dataset_config_name, cache_dir=args.cache_dir)
+    splits = load_fer_dataset(
+        args.dataset_name, args.data_dir, config=args.dataset_config_name, cache_dir=args.cache_dir
+    )
     if args.eval_split not in splits:
         raise SystemExit(f"{args.data_dir}: no {args.eval_split!r} split; have {sorted(splits)}")
     train = splits["train"]
@@ -164,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     processor = processor_for(args.model, model.config.image_size)
     results = probe_encoders(
         encoders, train, splits[args.eval_split], model.config.image_size, processor.image_mean,
-        processor.image_std, len(labels), seed=args.seed,
+        processor.image_std, len(labels), seed=args.seed, device="cuda" if torch.cuda.is_available() else "cpu",
     )  # fmt: skip
     report = {name: vars(result) for name, result in results.items()}
     print(json.dumps(report, indent=2))

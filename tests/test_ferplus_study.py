@@ -24,3 +24,28 @@ def test_study_driver_runs_pretraining_then_arms_and_writes_the_table(ferplus_mi
     # A second call finds every run finished and only collects.
     again = ferplus_study.main(["--tiny", "--work_dir", str(tmp_path), "--seeds", "0", "--arms", "A_scratch,B_mae"])
     assert again["runs"] == report["runs"]
+
+
+def test_gpu_variant_flags_parse_with_every_study_recipe():
+    """``--gpu`` appends flags to the study's recipes; each combination must parse with its script (bf16 is
+    switched back off here only because TrainingArguments refuses it without a GPU)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        import ferplus_study
+        from test_recipes import parser_for
+
+        from modeling.recipes import parse_script_args
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+        sys.path.remove(str(ROOT / "tests"))
+    recipes = sorted((ROOT / "configs").glob("study_ferplus_*.json"))
+    assert len(recipes) == 6
+    for path in recipes:
+        flags = ferplus_study.GPU_MAE if path.name == "study_ferplus_mae.json" else ferplus_study.GPU_FINETUNE
+        model_args, data_args, training_args = parse_script_args(
+            parser_for(path), [str(path), *flags, "--bf16", "false"]
+        )
+        assert (model_args.model_size, model_args.image_size, model_args.patch_size) == ("small", 112, 16)
+        assert not training_args.use_cpu and data_args.data_dir
+        assert not model_args.config_overrides  # the CPU study's 6-layer cut is undone
