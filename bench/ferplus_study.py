@@ -249,24 +249,12 @@ def machine(parallel: int) -> str:
 def linear_probe_report(mae_dir: Path, data_dir: Path, cache: Path) -> dict:
     """Validation accuracy of a linear probe on the MAE's frozen features, a random twin's, and the pixels."""
     sys.path.insert(0, str(ROOT))
-    import torch
-    from transformers import ViTForImageClassification
-
     from modeling.data import load_fer_dataset
-    from modeling.finetuning import load_classifier, processor_for
-    from modeling.probe import probe_encoders
+    from modeling.probe import probe_model
 
     splits = load_fer_dataset("ferplus", data_dir, config="majority", cache_dir=cache)
-    labels = splits["train"].features["label"].names
-    mae = load_classifier(str(mae_dir), labels)
-    torch.manual_seed(0)
-    encoders = {"mae": mae, "random_init": ViTForImageClassification(mae.config), "pixels": None}
-    processor = processor_for(str(mae_dir), mae.config.image_size)
     start = time.perf_counter()
-    results = probe_encoders(
-        encoders, splits["train"], splits["validation"], mae.config.image_size, processor.image_mean,
-        processor.image_std, len(labels), device="cuda" if torch.cuda.is_available() else "cpu",
-    )  # fmt: skip
+    results = probe_model(str(mae_dir), splits["train"], splits["validation"], name="mae")
     report = {name: vars(r) for name, r in results.items()}
     report["seconds"] = time.perf_counter() - start
     return report

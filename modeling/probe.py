@@ -132,9 +132,37 @@ def probe_encoders(
     return results
 
 
+def probe_model(
+    source: str,
+    train: datasets.Dataset,
+    evaluation: datasets.Dataset,
+    name: str | None = None,
+    random_twin: bool = True,
+    pixels: bool = True,
+    seed: int = 0,
+) -> dict[str, ProbeResult]:
+    """Probes ``source`` (an MAE or ViT classifier, converted with :func:`~modeling.finetuning.load_classifier`)
+    under ``name`` (default: ``source``), and optionally a randomly initialised twin (``random_init``) and the raw
+    pixels (``pixels``), on the GPU when there is one."""
+    from .finetuning import load_classifier, processor_for
+
+    labels = train.features["label"].names
+    model = load_classifier(source, labels)
+    encoders: dict[str, ViTForImageClassification | None] = {name or source: model}
+    if random_twin:
+        torch.manual_seed(seed)
+        encoders["random_init"] = ViTForImageClassification(model.config)
+    if pixels:
+        encoders["pixels"] = None
+    processor = processor_for(source, model.config.image_size)
+    return probe_encoders(
+        encoders, train, evaluation, model.config.image_size, processor.image_mean, processor.image_std,
+        len(labels), seed=seed, device="cuda" if torch.cuda.is_available() else "cpu",
+    )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict]:
     from .data import load_fer_dataset
-    from .finetuning import load_classifier, processor_for
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="An MAE (run_mae.py output) or ViT classifier directory, or a Hub id")
@@ -156,21 +184,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     if args.eval_split not in splits:
         raise SystemExit(f"{args.data_dir}: no {args.eval_split!r} split; have {sorted(splits)}")
     train = splits["train"]
-    labels = train.features["label"].names
     if args.max_train_samples:
         train = train.shuffle(seed=args.seed).select(range(min(args.max_train_samples, len(train))))
-    model = load_classifier(args.model, labels)
-    encoders: dict[str, ViTForImageClassification | None] = {args.model: model}
-    if args.random:
-        torch.manual_seed(args.seed)
-        encoders["random init"] = ViTForImageClassification(model.config)
-    if args.pixels:
-        encoders["pixels"] = None
-    processor = processor_for(args.model, model.config.image_size)
-    results = probe_encoders(
-        encoders, train, splits[args.eval_split], model.config.image_size, processor.image_mean,
-        processor.image_std, len(labels), seed=args.seed, device="cuda" if torch.cuda.is_available() else "cpu",
-    )  # fmt: skip
+    results = probe_model(
+        args.model, train, splits[args.eval_split], random_twin=args.random, pixels=args.pixels, seed=args.seed
+    )
     report = {name: vars(result) for name, result in results.items()}
     print(json.dumps(report, indent=2))
     return report

@@ -58,7 +58,7 @@ def test_cli_probes_an_mae_against_random_init_and_pixels(ferplus_mini_dir: Path
     build_mae_for_pretraining(tiny_mae_config()).save_pretrained(mae_dir)
     report = main([str(mae_dir), "--dataset_name", "ferplus", "--data_dir", str(ferplus_mini_dir),
                    "--cache_dir", str(tmp_path / "cache"), "--random", "--pixels"])  # fmt: skip
-    assert list(report) == [str(mae_dir), "random init", "pixels"]
+    assert list(report) == [str(mae_dir), "random_init", "pixels"]
     n_valid = len(load_fer_dataset("ferplus", ferplus_mini_dir, cache_dir=tmp_path / "cache")["validation"])
     for result in report.values():
         assert result["eval_faces"] == n_valid and 0.0 <= result["accuracy"] <= 1.0
