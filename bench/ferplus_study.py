@@ -149,6 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
         if args.gpu:
             cmd += GPU_MAE
         add_time(mae_dir, run(cmd, log, os.cpu_count() or 2))
+        (work / "linear_probe.json").unlink(missing_ok=True)  # a probe of an earlier MAE no longer applies
     mae_results = json.loads((mae_dir / "all_results.json").read_text())
     if not (mae_dir / "study_time.json").exists():  # pretrained outside this script: the Trainer's own clock
         add_time(mae_dir, mae_results["train_runtime"])
