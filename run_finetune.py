@@ -25,7 +25,7 @@ import transformers
 from transformers import HfArgumentParser, TrainingArguments
 
 from modeling.drop_path import enable_drop_path
-from modeling.fast_input import FaceBatchTransform, PixelCollator, fast_transforms, undecoded
+from modeling.fast_input import FaceBatchTransform, PixelCollator, fast_transforms, on_accelerator, undecoded
 from modeling.finetuning import (
     add_lora,
     collate_classification,
@@ -75,6 +75,12 @@ class DataTrainingArguments:
     fast_input: bool = field(
         default=True,
         metadata={"help": "Augment uint8 faces at source size, resize last (modeling/fast_input.py)."},
+    )
+    normalize_on_device: bool | None = field(
+        default=None,
+        metadata={
+            "help": "With --fast_input: hand uint8 batches to the trainer, which normalises (and erases) them on the training device; default: yes on an accelerator, no on CPU (the loader normalises)."
+        },
     )
 
     def __post_init__(self):
@@ -199,7 +205,10 @@ def main(argv: list[str] | None = None) -> dict:
     collator = collate_classification
     fast = fast_transforms(data_args.augmentation, image_size, **data_args.knobs) if data_args.fast_input else None
     if fast is not None:  # same recipe; uint8 at the source size, normalised (and erased) in the collator
-        (train_tf, eval_tf), collator = fast, PixelCollator(mean, std)
+        on_device = (
+            on_accelerator(training_args) if data_args.normalize_on_device is None else data_args.normalize_on_device
+        )
+        (train_tf, eval_tf), collator = fast, PixelCollator(mean, std, on_device=on_device)
         train_set, eval_set = undecoded(train_set), undecoded(eval_set)
         test_set = undecoded(test_set) if test_set is not None else None
     else:

@@ -69,6 +69,12 @@ class DataTrainingArguments:
         default=True,
         metadata={"help": "Crop uint8 faces at source size, normalise late (modeling/fast_input.py)."},
     )
+    normalize_on_device: bool | None = field(
+        default=None,
+        metadata={
+            "help": "With --fast_input: hand uint8 batches to the trainer, which normalises (and erases) them on the training device; default: yes on an accelerator, no on CPU (the loader normalises)."
+        },
+    )
 
     def __post_init__(self):
         self.dataset_names = [n.strip() for n in self.dataset_name.split(",") if n.strip()]
@@ -227,11 +233,14 @@ def main(argv: list[str] | None = None) -> dict:
 
         return fn
 
-    from modeling.fast_input import FaceBatchTransform, PixelCollator, undecoded
+    from modeling.fast_input import FaceBatchTransform, PixelCollator, on_accelerator, undecoded
 
     # Same recipe; uint8 crops at the source size, normalised in the collator (not for --streaming).
     fast = data_args.fast_input and not data_args.streaming
-    collator = PixelCollator(processor.image_mean, processor.image_std) if fast else collate_pixels
+    on_device = (
+        on_accelerator(training_args) if data_args.normalize_on_device is None else data_args.normalize_on_device
+    )
+    collator = PixelCollator(processor.image_mean, processor.image_std, on_device) if fast else collate_pixels
     if data_args.streaming:
         train_set = train_set.map(apply(train_tf), batched=True, remove_columns=["image"])
         if training_args.max_steps <= 0:

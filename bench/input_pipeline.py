@@ -12,7 +12,11 @@ shuffled, faces 48 px -> ``--image_size``), as the Trainer builds it:
 - ``reference``: this project's :mod:`modeling.transforms` pipelines (``regular`` augmentation; MAE pretraining
   transform) applied per sample, as run_finetune.py / run_mae.py did before the fast path;
 - ``fast``: :mod:`modeling.fast_input` (image bytes decoded by OpenCV, grayscale kept one channel, uint8 at the
-  source resolution, batched, resized last, normalised in the collator).
+  source resolution, batched, resized last, normalised in the collator): what the scripts use on CPU;
+- ``fast_uint8``: the same faces handed over as uint8 (``PixelCollator(on_device=True)``), normalised and erased
+  by the trainer on the training device: what the scripts use on an accelerator. Its normalisation, timed on
+  this CPU, is reported beside it (``cpu_normalize_ms_per_batch``), with the rate the loader and a CPU
+  normalisation would reach together; on a GPU that step costs next to nothing (``bench/gpu.py``).
 
 Each is timed at ``num_workers`` 0 (one process, one torch thread: the per-worker rate) and 2. A run is
 ``--batches`` batches after ``--warmup`` batches; the figure is the median images/s of ``--repeats`` runs, every
@@ -82,14 +86,14 @@ def reference_transforms(image_size: int, mean, std, task: str):
     return fn, collate_classification if task == "finetune" else collate_pixels
 
 
-def fast_transforms(image_size: int, mean, std, task: str):
+def fast_transforms(image_size: int, mean, std, task: str, on_device: bool = False):
     from modeling.fast_input import FaceBatchTransform, PixelCollator, undecoded
 
     if task == "finetune":
         tf = FaceBatchTransform(image_size, "regular", label_column="label")
     else:
         tf = FaceBatchTransform(image_size, "mae_pretrain", label_column=None)
-    return tf, PixelCollator(mean, std), undecoded
+    return tf, PixelCollator(mean, std, on_device=on_device), undecoded
 
 
 def pipelines(image_size: int, task: str):
@@ -100,6 +104,7 @@ def pipelines(image_size: int, task: str):
         "example": (example_transforms(image_size, mean, std, task), example_collate, None),
         "reference": (*reference_transforms(image_size, mean, std, task), None),
         "fast": fast_transforms(image_size, mean, std, task),
+        "fast_uint8": fast_transforms(image_size, mean, std, task, on_device=True),
     }
 
 
@@ -139,9 +144,14 @@ class Loader:
         queues in the background and flatter the next timed run."""
         iterator = iter(self.loader)
         for _ in range(warmup):
-            got = tuple(next(iterator)["pixel_values"].shape)
-            if got != shape:
-                raise RuntimeError(f"expected batches of shape {shape}, got {got}")
+            pixels = next(iterator)["pixel_values"]
+            got = tuple(pixels.shape)
+            if (
+                got[0] != shape[0]
+                or got[2:] != shape[2:]
+                or got[1] not in ((1, 3) if pixels.dtype == torch.uint8 else (3,))
+            ):
+                raise RuntimeError(f"expected batches of shape {shape}, got {got} {pixels.dtype}")
         images, start = 0, time.perf_counter()
         for _ in range(batches):
             images += next(iterator)["pixel_values"].shape[0]
@@ -172,8 +182,35 @@ def measure(dataset, args) -> dict:
             results[key]["fast_over_example"] = round(med["fast"] / med["example"], 2)
             results[key]["fast_over_reference"] = round(med["fast"] / med["reference"], 2)
             results[key]["reference_over_example"] = round(med["reference"] / med["example"], 2)
+            results[key]["fast_uint8_over_example"] = round(med["fast_uint8"] / med["example"], 2)
+            if workers == 0:
+                ms = cpu_normalize_ms(args.batch_size, args.image_size, task, args.repeats)
+                results[key]["cpu_normalize_ms_per_batch"] = round(ms, 2)
+                both = 1.0 / (1.0 / med["fast_uint8"] + ms / 1000 / args.batch_size)
+                results[key]["fast_uint8_plus_cpu_normalize_images_per_s"] = round(both, 1)
             del loaders
     return results
+
+
+def cpu_normalize_ms(batch_size: int, image_size: int, task: str, repeats: int) -> float:
+    """Median ms of the trainer-side normalisation of one uint8 grayscale batch on this CPU (boxes for half of the
+    faces in fine-tuning, as ``regular``'s erasing p), into a fresh tensor as a training step would."""
+    from modeling.fast_input import PixelNormalizer
+    from modeling.sizes import IMAGENET_MEAN, IMAGENET_STD
+
+    normalizer = PixelNormalizer(IMAGENET_MEAN, IMAGENET_STD)
+    g = torch.Generator().manual_seed(0)
+    pixels = torch.randint(0, 256, (batch_size, 1, image_size, image_size), dtype=torch.uint8, generator=g)
+    erase = None
+    if task == "finetune":
+        erase = torch.zeros(batch_size, 4, dtype=torch.int64)
+        erase[: batch_size // 2] = torch.tensor([image_size // 4, image_size // 4, image_size // 3, image_size // 3])
+    times = []
+    for _ in range(max(5, repeats)):
+        start = time.perf_counter()
+        normalizer(pixels, erase)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
 
 
 def main(argv=None) -> int:

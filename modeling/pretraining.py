@@ -15,6 +15,7 @@ import datasets
 import torch
 from transformers import Trainer, TrainerCallback
 
+from .fast_input import NormalizeOnDevice
 from .reconstruction import reconstruction_grid
 
 logger = logging.getLogger(__name__)
@@ -73,13 +74,14 @@ def collate_pixels(examples: Sequence[dict[str, torch.Tensor]]) -> dict[str, tor
     return {"pixel_values": torch.stack([e["pixel_values"] for e in examples])}
 
 
-class MAETrainer(Trainer):
+class MAETrainer(NormalizeOnDevice, Trainer):
     """Trainer for ``ViTMAEForPreTraining``.
 
     - no weight decay on norms, biases, cls/mask tokens and position tables (MAE recipe, NOTES #16);
     - evaluation reports the reconstruction loss (ViTMAE has no labels, so the Trainer would skip it);
     - ``evaluate`` draws its masks from a fixed seed, so held-out losses of different checkpoints
-      are measured on the same masked inputs and can be compared.
+      are measured on the same masked inputs and can be compared;
+    - uint8 batches (``PixelCollator(on_device=True)``) are normalised on the device.
     """
 
     def __init__(self, *args: Any, eval_mask_seed: int = 0, **kwargs: Any):

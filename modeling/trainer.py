@@ -1,4 +1,5 @@
-"""``FERTrainer``: the Trainer glue for fine-tuning; it overrides only the sampler, the optimizer and the loss.
+"""``FERTrainer``: the Trainer glue for fine-tuning; it overrides only the sampler, the optimizer, the loss and
+the last step of input preparation.
 
 Each override calls a pure helper tested on its own:
 
@@ -9,7 +10,9 @@ Each override calls a pure helper tested on its own:
   on norms, biases, cls/position tokens) with ``args.learning_rate`` as the absolute top-layer lr and
   ``args.adam_beta1/2``, ``args.adam_epsilon``, ``args.weight_decay``; ``layer_decay=None`` means 1 (no decay);
 - loss: soft-target cross-entropy when the labels are float ``[N, C]`` distributions (mixup/cutmix, FER+
-  vote probabilities; the Trainer's default would be BCE, NOTES #8), else cross-entropy with label smoothing.
+  vote probabilities; the Trainer's default would be BCE, NOTES #8), else cross-entropy with label smoothing;
+- inputs: uint8 batches (``PixelCollator(on_device=True)``) are normalised on the device
+  (:class:`~modeling.fast_input.NormalizeOnDevice`).
 
 Mixup/cutmix runs inside ``compute_loss`` on the device batch, in training mode only, so evaluation and
 prediction always see clean images and the integer labels the metrics need. Label smoothing of the
@@ -29,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import Trainer
 
+from .fast_input import NormalizeOnDevice
 from .losses import soft_target_cross_entropy
 from .lr_decay import param_groups
 from .sampling import EpochSeededWeightedSampler
@@ -37,7 +41,7 @@ from .transforms import MixupCutmix
 logger = logging.getLogger(__name__)
 
 
-class FERTrainer(Trainer):
+class FERTrainer(NormalizeOnDevice, Trainer):
     """A ``transformers.Trainer`` with a weighted sampler, layer-decayed AdamW and soft-target loss.
 
     Extra keyword arguments: ``sample_weights`` (``[len(train_dataset)]``, None for the default random

@@ -50,7 +50,9 @@ def test_bench_script_runs_in_tiny_mode_and_prints_one_json_object_with_its_figu
             assert {"example_images_per_s", "reference_images_per_s", "fast_images_per_s", "fast_over_example"} <= set(
                 row
             )
-            assert row["fast_images_per_s"] > 0
+            assert row["fast_images_per_s"] > 0 and row["fast_uint8_images_per_s"] > 0
+            if key.endswith("workers0"):
+                assert 0 < row["fast_uint8_plus_cpu_normalize_images_per_s"] < row["fast_uint8_images_per_s"]
     if script == "gpu.py":
         for task in ("mae_pretraining", "finetuning"):
             assert out[task]["eager"]["4"]["images_per_s"] > 0

@@ -168,3 +168,58 @@ def test_only_augmentations_with_a_fast_path_get_one():
     assert train.cfg.brightness == 0.4 and evaluation.cfg is None
     with pytest.raises(ValueError, match="knobs"):
         FaceBatchTransform(32, "none", brightness=0.4)
+
+
+def _examples(transform: FaceBatchTransform, images: list) -> list[dict]:
+    out = transform({"image": images, "label": list(range(len(images)))})
+    return [dict(zip(out, values)) for values in zip(*out.values())]
+
+
+def test_on_device_collator_hands_over_uint8_that_the_normalizer_turns_into_the_same_batch():
+    torch.manual_seed(0)
+    transform = FaceBatchTransform(32, "regular", erasing_p=1.0)  # every face gets a box (or NO_BOX)
+    examples = _examples(transform, [png_bytes(gray(48, seed)) for seed in range(6)])
+    in_loader = PixelCollator(MEAN, STD)(examples)
+    handed = PixelCollator(MEAN, STD, on_device=True)(examples)
+    assert handed["pixel_values"].dtype == torch.uint8 and handed["pixel_values"].shape == (6, 1, 32, 32)
+    assert handed["pixel_erase"].shape == (6, 4) and (handed["pixel_erase"][:, 2] > 0).any()
+    assert torch.equal(handed["labels"], in_loader["labels"])
+    normalizer = PixelCollator(MEAN, STD, on_device=True).normalizer
+    torch.testing.assert_close(normalizer(handed["pixel_values"], handed["pixel_erase"]), in_loader["pixel_values"])
+    # The accelerator path (broadcast + one mask) gives the CPU path's numbers.
+    broadcast = normalizer.broadcast(handed["pixel_values"], handed["pixel_erase"])
+    torch.testing.assert_close(broadcast, in_loader["pixel_values"], atol=1e-6, rtol=0)
+    assert (in_loader["pixel_values"] == 0).any()  # the boxes were really erased
+
+
+def test_the_normalizer_refuses_float_input_and_misshaped_boxes():
+    normalizer = PixelCollator(MEAN, STD).normalizer
+    with pytest.raises(ValueError, match="uint8"):
+        normalizer(torch.zeros(2, 3, 8, 8))
+    with pytest.raises(ValueError, match=r"\[2, 4\]"):
+        normalizer(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.zeros(3, 4, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("trainer_name", ["fer", "mae"])
+def test_trainers_normalise_uint8_batches_on_the_device_and_refuse_them_without_a_normalizer(trainer_name, tmp_path):
+    from transformers import Trainer, TrainingArguments, ViTConfig, ViTForImageClassification
+
+    from modeling.pretraining import MAETrainer
+    from modeling.trainer import FERTrainer
+
+    torch.manual_seed(0)
+    examples = _examples(FaceBatchTransform(32, "regular", erasing_p=1.0), [png_bytes(gray(48, s)) for s in range(4)])
+    if trainer_name == "mae":
+        examples = [{k: v for k, v in e.items() if k != "labels"} for e in examples]
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+    model = ViTForImageClassification(ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                                 intermediate_size=32, image_size=32, patch_size=8))  # fmt: skip
+    cls = FERTrainer if trainer_name == "fer" else MAETrainer
+    trainer = cls(model=model, args=args, data_collator=PixelCollator(MEAN, STD, on_device=True))
+    prepared = trainer._prepare_inputs(trainer.data_collator(examples))
+    assert "pixel_erase" not in prepared and prepared["pixel_values"].dtype == torch.float32
+    torch.testing.assert_close(prepared["pixel_values"], PixelCollator(MEAN, STD)(examples)["pixel_values"])
+    assert issubclass(cls, Trainer)
+    plain = cls(model=model, args=args, data_collator=lambda rows: rows)
+    with pytest.raises(ValueError, match="no `normalizer`"):
+        plain._prepare_inputs(PixelCollator(MEAN, STD, on_device=True)(examples))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from modeling.labels import FERPLUS_LABELS
 from tests.test_run_mae import mae_args, run_mae_main
@@ -141,3 +142,35 @@ def test_affectnet_style_validation_split_becomes_the_test_set():
     )
     train, val, test, name = select_splits(dd, 0.25, seed=1)
     assert name == "validation" and len(test) == 2 and len(val) == 10 and len(train) == 30
+
+
+def test_uint8_batches_normalised_in_the_trainer_train_exactly_as_batches_normalised_in_the_loader(
+    pretrained, ferplus_mini_dir, tmp_path, monkeypatch
+):
+    """--normalize_on_device (the default on an accelerator) moves only where the arithmetic runs: on CPU both
+    paths give bit-identical losses and predictions, erasing boxes included."""
+    from modeling.fast_input import NormalizeOnDevice
+
+    seen, prepare = [], NormalizeOnDevice._prepare_inputs
+
+    def recording(self, inputs):
+        seen.append(inputs["pixel_values"].dtype)
+        return prepare(self, inputs)
+
+    monkeypatch.setattr(NormalizeOnDevice, "_prepare_inputs", recording)
+    results, dtypes = {}, {}
+    for on_device in (False, True):
+        seen.clear()
+        out = tmp_path / f"on_device_{on_device}"
+        run_finetune_main(
+            finetune_args(
+                pretrained, ferplus_mini_dir, out, tmp_path / "cache", max_steps=3, eval_strategy="no",
+                save_strategy="no", load_best_model_at_end=False, augmentation_knobs='{"erasing_p": 1.0}',
+                normalize_on_device=on_device,
+            )
+        )  # fmt: skip
+        results[on_device] = json.loads((out / "all_results.json").read_text())
+        dtypes[on_device] = set(seen)
+    assert dtypes == {False: {torch.float32}, True: {torch.uint8}}  # train, eval and predict batches alike
+    for key in ("train_loss", "eval_loss", "eval_accuracy", "test_accuracy", "test_macro_f1"):
+        assert results[True][key] == results[False][key], key

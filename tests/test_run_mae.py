@@ -134,3 +134,13 @@ def test_run_mae_concatenates_several_datasets_and_streams_image_folders(ferplus
     )  # fmt: skip
     assert streamed["held_out_faces"] == 8 and "eval_loss" in streamed
     assert (tmp_path / "stream" / "reconstructions.png").is_file()
+
+
+def test_run_mae_normalising_on_the_device_gives_the_same_losses(ferplus_mini_dir, tmp_path):
+    losses = []
+    for on_device in (False, True):
+        out = tmp_path / f"on_device_{on_device}"
+        run_mae_main(mae_args(ferplus_mini_dir, out, tmp_path / "cache", max_steps=2, normalize_on_device=on_device))
+        saved = json.loads((out / "all_results.json").read_text())
+        losses.append((saved["train_loss"], saved["eval_loss"]))
+    assert losses[0] == losses[1]
