@@ -8,7 +8,8 @@ Each override calls a pure helper tested on its own:
   advances its epoch through accelerate's ``DataLoaderShard.set_epoch`` (NOTES #6);
 - optimizer: torch AdamW over :func:`~modeling.lr_decay.param_groups` (layer-wise lr decay, no weight decay
   on norms, biases, cls/position tokens) with ``args.learning_rate`` as the absolute top-layer lr and
-  ``args.adam_beta1/2``, ``args.adam_epsilon``, ``args.weight_decay``; ``layer_decay=None`` means 1 (no decay);
+  ``args.adam_beta1/2``, ``args.adam_epsilon``, ``args.weight_decay``, fused as ``args.optim`` asks (default);
+  ``layer_decay=None`` means 1 (no decay);
 - loss: soft-target cross-entropy when the labels are float ``[N, C]`` distributions (mixup/cutmix, FER+
   vote probabilities; the Trainer's default would be BCE, NOTES #8), else cross-entropy with label smoothing;
 - inputs: uint8 batches (``PixelCollator(on_device=True)``) are normalised on the device
@@ -39,6 +40,21 @@ from .sampling import EpochSeededWeightedSampler
 from .transforms import MixupCutmix
 
 logger = logging.getLogger(__name__)
+
+
+def adamw_implementation(optim: str) -> dict[str, bool]:
+    """torch AdamW keyword arguments for ``TrainingArguments.optim``: ``adamw_torch_fused`` (the Trainer's default)
+    -> ``fused=True``, as the plain Trainer builds it (one kernel per parameter group; torch's CPU default would be the
+    per-tensor loop); ``adamw_torch`` -> torch's default. Other optimizers do not take the layer-decay groups."""
+    optim = getattr(optim, "value", optim)
+    if optim == "adamw_torch_fused":
+        return {"fused": True}
+    if optim == "adamw_torch":
+        return {}
+    raise ValueError(
+        f"FERTrainer builds torch AdamW over layer-decayed parameter groups; --optim must be adamw_torch_fused "
+        f"(default) or adamw_torch, got {optim!r}"
+    )
 
 
 class FERTrainer(NormalizeOnDevice, Trainer):
@@ -94,6 +110,7 @@ class FERTrainer(NormalizeOnDevice, Trainer):
                 lr=self.args.learning_rate,
                 betas=(self.args.adam_beta1, self.args.adam_beta2),
                 eps=self.args.adam_epsilon,
+                **adamw_implementation(self.args.optim),
             )
         # The parent sees the optimizer set and only adds its distributed wrappers, if any.
         return super().create_optimizer(model)

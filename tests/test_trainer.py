@@ -76,7 +76,17 @@ def test_training_a_tiny_vit_lowers_the_loss_with_layer_decayed_groups(tmp_path)
     for group in groups:  # constant schedule: the lrs stay base lr x decay^(depth - id)
         assert group["lr"] == pytest.approx(1e-3 * 0.65 ** (3 - group["layer_id"]))
         assert group["betas"] == (0.9, 0.999)
+        assert group["fused"] is True  # the Trainer's default optim, adamw_torch_fused, as a plain Trainer builds it
     assert isinstance(trainer.get_train_dataloader().batch_sampler.sampler, EpochSeededWeightedSampler)
+
+
+def test_the_optim_argument_chooses_the_adamw_implementation_and_other_optimizers_are_refused(tmp_path):
+    plain = FERTrainer(model=tiny_vit(), args=make_args(tmp_path, optim="adamw_torch"), layer_decay=0.65)
+    plain.create_optimizer()
+    assert all(not g["fused"] for g in plain.optimizer.param_groups)
+    sgd = FERTrainer(model=tiny_vit(), args=make_args(tmp_path, optim="sgd"), layer_decay=0.65)
+    with pytest.raises(ValueError, match="optim must be adamw_torch_fused"):
+        sgd.create_optimizer()
 
 
 def test_without_sample_weights_the_default_sampler_is_used(tmp_path):
