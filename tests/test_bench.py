@@ -59,6 +59,8 @@ def test_bench_script_runs_in_tiny_mode_and_prints_one_json_object_with_its_figu
             assert out[task]["search"]["largest_batch"] >= 4
         assert out["projections"]["pretrain_300_epochs_affectnet"]["images"] == 300 * 269_316
         assert {"finetune_rafdb", "finetune_affectnet8", "finetune_ferplus"} <= set(out["projections"])
+        assert set(out["input_handoff"]["copy_ms"]) == {"float32_rgb", "uint8_rgb", "uint8_gray"}
+        assert out["input_handoff"]["normalize_ms"] > 0
     if script == "data_prep.py":
         assert out["faces_prepared"] == 24 and out["peak_rss_mib"] > 0
 
