@@ -4,6 +4,7 @@ peak memory, the largest batch that fits, and projected wall times of the paper'
     python bench/gpu.py                      # one GPU, bf16 autocast, SDPA attention, eager then torch.compile
     python bench/gpu.py --no_compile         # eager only (faster to run)
     python bench/gpu.py --tiny               # CPU dry run with a tiny model (the test keeps this working)
+    python bench/gpu.py --tiny --compile     # the same through torch.compile (inductor on the CPU, about a minute)
 
 Synthetic tensors (data loading is not the subject here; see bench/input_pipeline.py), except ``input_handoff``: the
 host-to-device copy of a float32 batch against a uint8 one and the trainer's on-device normalisation. A training step is the
@@ -300,7 +301,9 @@ def main(argv=None) -> int:
     p.add_argument("--batch_sizes", type=int, nargs="+", default=[128, 512], help="Throughput batches (128: configs)")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True, help="Also torch.compile")
+    p.add_argument(
+        "--compile", action=argparse.BooleanOptionalAction, default=None, help="Also torch.compile (default: on a GPU)"
+    )
     p.add_argument("--search_start", type=int, default=256)
     p.add_argument("--search_cap", type=int, default=4096)
     p.add_argument("--probes", type=int, default=8, help="Most OOM-search steps per task")
@@ -311,10 +314,12 @@ def main(argv=None) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
     if args.tiny:
         args.image_size, args.patch_size, args.batch_sizes = 32, 8, [4]
-        args.steps, args.warmup, args.compile = 2, 1, False
+        args.steps, args.warmup = 2, 1
         args.search_start, args.search_cap, args.probes = 4, 16, 3
     elif device.type != "cuda":
         p.error("no CUDA device: run with --tiny for a CPU dry run")
+    if args.compile is None:
+        args.compile = not args.tiny
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

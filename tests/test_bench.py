@@ -31,9 +31,13 @@ SCRIPTS = {
 }
 
 
-def run_tiny(script: str) -> dict:
+def run_tiny(script: str, *extra: str) -> dict:
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), "--tiny"], capture_output=True, text=True, cwd=ROOT, timeout=180
+        [sys.executable, str(ROOT / "bench" / script), "--tiny", *extra],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)  # the whole stdout is one JSON object
@@ -88,3 +92,11 @@ def test_gpu_bench_flop_formulas_equal_torch_flop_counter_with_eager_attention()
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(pixel_values=torch.randn(1, 3, 32, 32))
         assert counter.get_total_flops() == formula(config)
+
+
+def test_gpu_script_compiled_path_runs_through_torch_compile_on_the_cpu():
+    """The GPU profile's torch.compile phase, which no session has yet run on a GPU, at least compiles and steps."""
+    out = run_tiny("gpu.py", "--compile")
+    for task in ("mae_pretraining", "finetuning"):
+        assert out[task]["compiled"]["4"]["images_per_s"] > 0, out[task]
+    assert not out["skipped_for_time"]
