@@ -276,6 +276,12 @@ class PixelNormalizer:
             raise ValueError(f"mean and std need 3 channels, got {list(mean)} and {list(std)}")
         self.scale_c = [1.0 / (255.0 * s) for s in std]
         self.shift_c = [-m / s for m, s in zip(mean, std)]
+        self._constants: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Loader workers started by pickling (spawn) get the collator: without device tensors, which would make
+        # them initialise CUDA.
+        return {**self.__dict__, "_constants": {}}
 
     def __call__(
         self, pixels: torch.Tensor, erase: torch.Tensor | None = None, out: torch.Tensor | None = None
@@ -307,8 +313,12 @@ class PixelNormalizer:
         no host synchronisation)."""
         n, _, h, w = pixels.shape
         device = pixels.device
-        scale = torch.tensor(self.scale_c, device=device).view(1, 3, 1, 1)
-        shift = torch.tensor(self.shift_c, device=device).view(1, 3, 1, 1)
+        if device not in self._constants:  # copied to the device once, not at every step
+            self._constants[device] = (
+                torch.tensor(self.scale_c, device=device).view(1, 3, 1, 1),
+                torch.tensor(self.shift_c, device=device).view(1, 3, 1, 1),
+            )
+        scale, shift = self._constants[device]
         x = torch.addcmul(shift, pixels.float(), scale)
         if erase is None:
             return x

@@ -192,6 +192,17 @@ def test_on_device_collator_hands_over_uint8_that_the_normalizer_turns_into_the_
     assert (in_loader["pixel_values"] == 0).any()  # the boxes were really erased
 
 
+def test_a_collator_pickles_for_spawned_workers_without_the_normalizers_device_constants():
+    import pickle
+
+    collator = PixelCollator(MEAN, STD, on_device=True)
+    collator.normalizer.broadcast(torch.zeros(1, 1, 4, 4, dtype=torch.uint8), None)  # caches the CPU constants
+    assert collator.normalizer._constants
+    clone = pickle.loads(pickle.dumps(collator))
+    assert clone.on_device and clone.normalizer._constants == {}
+    assert clone.normalizer.scale_c == collator.normalizer.scale_c
+
+
 def test_the_normalizer_refuses_float_input_and_misshaped_boxes():
     normalizer = PixelCollator(MEAN, STD).normalizer
     with pytest.raises(ValueError, match="uint8"):
