@@ -25,7 +25,7 @@ import transformers
 from transformers import HfArgumentParser, TrainingArguments
 
 from modeling.drop_path import enable_drop_path
-from modeling.fast_input import FaceBatchTransform, PixelCollator, fast_transforms, on_accelerator, undecoded
+from modeling.fast_input import FaceBatchTransform, PixelCollator, fast_transforms, undecoded
 from modeling.finetuning import (
     add_lora,
     collate_classification,
@@ -37,6 +37,7 @@ from modeling.finetuning import (
 )
 from modeling.labels import labels_for
 from modeling.metrics import fer_metrics, make_compute_metrics, scalar_metrics
+from modeling.pixels import on_accelerator
 from modeling.recipes import parse_overrides, parse_script_args
 from modeling.sampling import SAMPLING_SCHEMES, class_weights
 from modeling.sizes import MODEL_SIZES

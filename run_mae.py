@@ -233,7 +233,8 @@ def main(argv: list[str] | None = None) -> dict:
 
         return fn
 
-    from modeling.fast_input import FaceBatchTransform, PixelCollator, on_accelerator, undecoded
+    from modeling.fast_input import FaceBatchTransform, PixelCollator, undecoded
+    from modeling.pixels import on_accelerator
 
     # Same recipe; uint8 crops at the source size, normalised in the collator (not for --streaming).
     fast = data_args.fast_input and not data_args.streaming

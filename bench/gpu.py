@@ -243,7 +243,7 @@ def input_handoff(args, device: torch.device, batch: int = 256, repeats: int = 2
     (normalised in the loader) against uint8 (``PixelCollator(on_device=True)``; RGB and grayscale), and the
     trainer's normalisation with erasing boxes for half of the faces (``PixelNormalizer`` on the device); median
     ms per batch of ``batch`` faces."""
-    from modeling.fast_input import PixelNormalizer
+    from modeling.pixels import PixelNormalizer
     from modeling.sizes import IMAGENET_MEAN, IMAGENET_STD
 
     size, pin = args.image_size, device.type == "cuda"

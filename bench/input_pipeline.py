@@ -195,7 +195,7 @@ def measure(dataset, args) -> dict:
 def cpu_normalize_ms(batch_size: int, image_size: int, task: str, repeats: int) -> float:
     """Median ms of the trainer-side normalisation of one uint8 grayscale batch on this CPU (boxes for half of the
     faces in fine-tuning, as ``regular``'s erasing p), into a fresh tensor as a training step would."""
-    from modeling.fast_input import PixelNormalizer
+    from modeling.pixels import PixelNormalizer
     from modeling.sizes import IMAGENET_MEAN, IMAGENET_STD
 
     normalizer = PixelNormalizer(IMAGENET_MEAN, IMAGENET_STD)

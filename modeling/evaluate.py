@@ -63,7 +63,9 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalArguments:
     p.add_argument("--cache_dir", default=None, help="datasets cache folder")
     p.add_argument("--batch_size", type=int, default=128)
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA or on a CPU with bf16 units (AMX / AVX512-BF16)")
+    p.add_argument(
+        "--bf16", action="store_true", help="bf16 autocast on CUDA or on a CPU with bf16 units (AMX / AVX512-BF16)"
+    )
     p.add_argument("--num_hardest", type=int, default=25, help="Misclassified examples in the grid")
     p.add_argument("--max_samples", type=int, default=None, help="Evaluate the first N examples only (smoke tests)")
     return EvalArguments(**vars(p.parse_args(argv)))

@@ -42,7 +42,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--every_n_frames", type=int, default=10, help="Classify one video frame in N")
     p.add_argument("--batch_size", type=int, default=64, help="Faces per forward pass")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA or on a CPU with bf16 units (AMX / AVX512-BF16)")
+    p.add_argument(
+        "--bf16", action="store_true", help="bf16 autocast on CUDA or on a CPU with bf16 units (AMX / AVX512-BF16)"
+    )
     p.add_argument("--onnx", default=None, help="Run this exported .onnx file with ONNX Runtime instead of PyTorch")
     p.add_argument("--no_progress", action="store_true", help="No progress bar")
     args = p.parse_args(argv)

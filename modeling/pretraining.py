@@ -15,7 +15,7 @@ import datasets
 import torch
 from transformers import Trainer, TrainerCallback
 
-from .fast_input import NormalizeOnDevice
+from .pixels import NormalizeOnDevice
 from .reconstruction import reconstruction_grid
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ Each override calls a pure helper tested on its own:
 - loss: soft-target cross-entropy when the labels are float ``[N, C]`` distributions (mixup/cutmix, FER+
   vote probabilities; the Trainer's default would be BCE, NOTES #8), else cross-entropy with label smoothing;
 - inputs: uint8 batches (``PixelCollator(on_device=True)``) are normalised on the device
-  (:class:`~modeling.fast_input.NormalizeOnDevice`).
+  (:class:`~modeling.pixels.NormalizeOnDevice`).
 
 Mixup/cutmix runs inside ``compute_loss`` on the device batch, in training mode only, so evaluation and
 prediction always see clean images and the integer labels the metrics need. Label smoothing of the
@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import Trainer
 
-from .fast_input import NormalizeOnDevice
 from .losses import soft_target_cross_entropy
 from .lr_decay import param_groups
+from .pixels import NormalizeOnDevice
 from .sampling import EpochSeededWeightedSampler
 from .transforms import MixupCutmix
 

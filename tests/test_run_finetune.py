@@ -149,7 +149,7 @@ def test_uint8_batches_normalised_in_the_trainer_train_exactly_as_batches_normal
 ):
     """--normalize_on_device (the default on an accelerator) moves only where the arithmetic runs: on CPU both
     paths give bit-identical losses and predictions, erasing boxes included."""
-    from modeling.fast_input import NormalizeOnDevice
+    from modeling.pixels import NormalizeOnDevice
 
     seen, prepare = [], NormalizeOnDevice._prepare_inputs
 
