@@ -37,7 +37,7 @@ from modeling.finetuning import (
 )
 from modeling.labels import labels_for
 from modeling.metrics import fer_metrics, make_compute_metrics, scalar_metrics
-from modeling.pixels import on_accelerator
+from modeling.pixels import normalize_on_device
 from modeling.recipes import parse_overrides, parse_script_args
 from modeling.sampling import SAMPLING_SCHEMES, class_weights
 from modeling.sizes import MODEL_SIZES
@@ -80,7 +80,8 @@ class DataTrainingArguments:
     normalize_on_device: bool | None = field(
         default=None,
         metadata={
-            "help": "With --fast_input: hand uint8 batches to the trainer, which normalises (and erases) them on the training device; default: yes on an accelerator, no on CPU (the loader normalises)."
+            "help": "With --fast_input: hand uint8 batches to the trainer, which normalises (and erases) them on the "
+            "training device; default: yes on an accelerator, no on CPU (the loader normalises)."
         },
     )
 
@@ -205,10 +206,8 @@ def main(argv: list[str] | None = None) -> dict:
     mean, std = processor.image_mean, processor.image_std
     collator = collate_classification
     fast = fast_transforms(data_args.augmentation, image_size, **data_args.knobs) if data_args.fast_input else None
-    if fast is not None:  # same recipe; uint8 at the source size, normalised (and erased) in the collator
-        on_device = (
-            on_accelerator(training_args) if data_args.normalize_on_device is None else data_args.normalize_on_device
-        )
+    if fast is not None:  # same recipe; uint8 at the source size, normalised (and erased) late
+        on_device = normalize_on_device(training_args, data_args.normalize_on_device)
         (train_tf, eval_tf), collator = fast, PixelCollator(mean, std, on_device=on_device)
         train_set, eval_set = undecoded(train_set), undecoded(eval_set)
         test_set = undecoded(test_set) if test_set is not None else None

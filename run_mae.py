@@ -72,7 +72,8 @@ class DataTrainingArguments:
     normalize_on_device: bool | None = field(
         default=None,
         metadata={
-            "help": "With --fast_input: hand uint8 batches to the trainer, which normalises (and erases) them on the training device; default: yes on an accelerator, no on CPU (the loader normalises)."
+            "help": "With --fast_input: hand uint8 batches to the trainer, which normalises (and erases) them on the "
+            "training device; default: yes on an accelerator, no on CPU (the loader normalises)."
         },
     )
 
@@ -234,13 +235,12 @@ def main(argv: list[str] | None = None) -> dict:
         return fn
 
     from modeling.fast_input import FaceBatchTransform, PixelCollator, undecoded
-    from modeling.pixels import on_accelerator
+    from modeling.pixels import normalize_on_device
 
-    # Same recipe; uint8 crops at the source size, normalised in the collator (not for --streaming).
+    # Same recipe; uint8 crops at the source size, normalised late: in the collator or on the device (not for
+    # --streaming).
     fast = data_args.fast_input and not data_args.streaming
-    on_device = (
-        on_accelerator(training_args) if data_args.normalize_on_device is None else data_args.normalize_on_device
-    )
+    on_device = normalize_on_device(training_args, data_args.normalize_on_device)
     collator = PixelCollator(processor.image_mean, processor.image_std, on_device) if fast else collate_pixels
     if data_args.streaming:
         train_set = train_set.map(apply(train_tf), batched=True, remove_columns=["image"])

@@ -40,7 +40,7 @@ from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as TF
 
 from .finetuning import collate_classification
-from .pixels import PixelNormalizer
+from .pixels import PixelNormalizer, erase_boxes
 from .transforms import RegularAugmentation, _with_knobs
 
 FAST_AUGMENTATIONS: tuple[str, ...] = ("none", "regular", "mae_pretrain")
@@ -271,8 +271,8 @@ class PixelCollator:
     ``collate_classification``. Float ``pixel_values`` (the reference transforms) pass through unchanged.
 
     ``on_device=True`` leaves the normalisation to the consumer: the batch keeps uint8 ``pixel_values`` (grayscale
-    batches one channel) and the boxes as ``pixel_erase`` ``[N, 4]``, and :class:`~modeling.pixels.NormalizeOnDevice` trainers
-    finish it on the accelerator with :attr:`normalizer`. A loader worker then writes 4x (grayscale: 12x) fewer
+    batches one channel) and the boxes as ``pixel_erase`` ``[N, 4]``, and
+    :class:`~modeling.pixels.NormalizeOnDevice` trainers finish it on the accelerator with :attr:`normalizer`. A loader worker then writes 4x (grayscale: 12x) fewer
     bytes per batch and the host-to-device copy shrinks alike; the normalisation costs the GPU next to nothing.
     The idea is timm's ``PrefetchLoader`` (R. Wightman), which normalises and erases on the GPU.
     """
@@ -300,9 +300,7 @@ class PixelCollator:
             out = _new_batch((pixels.shape[0], 3, *pixels.shape[-2:]))
             batch["pixel_values"] = self.normalizer(pixels, erase, out=out)
         elif erase is not None:  # already float: only the boxes
-            for i, (top, left, h, w) in enumerate(erase.tolist()):
-                if h and w:
-                    pixels[i, :, top : top + h, left : left + w] = 0.0
+            erase_boxes(pixels, erase)
         return batch
 
 

@@ -16,7 +16,8 @@ class PixelNormalizer:
     """uint8 faces ``[N, C, S, S]`` (C = 1 broadcasts to RGB) -> float ``(x / 255 - mean) / std`` ``[N, 3, S, S]``
     on the faces' device, with random-erasing boxes ``[N, 4]`` (top, left, h, w; h = 0: none) set to 0 afterwards,
     as ``v2.RandomErasing(value=0)`` after ``Normalize``. One implementation for the collator (CPU) and for the
-    trainers, which call it on the accelerator when the loader hands over uint8 (:class:`~modeling.fast_input.PixelCollator` ``on_device``).
+    trainers, which call it on the accelerator when the loader hands over uint8
+    (:class:`~modeling.fast_input.PixelCollator` ``on_device``).
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]):
@@ -51,10 +52,7 @@ class PixelNormalizer:
         for c in range(3):
             source = pixels[:, c if pixels.shape[1] == 3 else 0]
             torch.add(self.shift_c[c], source, alpha=self.scale_c[c], out=out[:, c])
-        for i, (top, left, bh, bw) in enumerate([] if erase is None else erase.tolist()):
-            if bh and bw:
-                out[i, :, top : top + bh, left : left + bw] = 0.0
-        return out
+        return out if erase is None else erase_boxes(out, erase)
 
     def broadcast(self, pixels: torch.Tensor, erase: torch.Tensor | None) -> torch.Tensor:
         """The accelerator path: one broadcast expression, the boxes as one mask (no per-face kernel launches,
@@ -78,11 +76,20 @@ class PixelNormalizer:
         return x.masked_fill((in_rows[:, :, None] & in_cols[:, None, :]).unsqueeze(1), 0.0)
 
 
+def erase_boxes(pixels: torch.Tensor, erase: torch.Tensor) -> torch.Tensor:
+    """Sets each face's box ``(top, left, h, w)`` of ``erase`` ``[N, 4]`` to 0 in place, one face at a time (only the
+    boxes' pixels are touched; h or w = 0: no box); returns ``pixels``."""
+    for i, (top, left, h, w) in enumerate(erase.tolist()):
+        if h and w:
+            pixels[i, :, top : top + h, left : left + w] = 0.0
+    return pixels
+
+
 class NormalizeOnDevice:
     """Trainer mixin: a batch whose ``pixel_values`` are uint8 (from ``PixelCollator(on_device=True)``) is normalised
     and erased on the training device, after the Trainer has moved it there, with the data collator's
-    :attr:`~modeling.fast_input.PixelCollator.normalizer`; float batches pass unchanged. Applies to training, evaluation and prediction
-    (all go through ``_prepare_inputs``)."""
+    :attr:`~modeling.fast_input.PixelCollator.normalizer`; float batches pass unchanged. Applies to training,
+    evaluation and prediction (all go through ``_prepare_inputs``)."""
 
     def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
         inputs = super()._prepare_inputs(inputs)
@@ -99,7 +106,8 @@ class NormalizeOnDevice:
         return inputs
 
 
-def on_accelerator(training_args: Any) -> bool:
-    """Whether a Trainer with these ``TrainingArguments`` trains on an accelerator (CUDA, XPU, MPS ...), where
-    uint8 batches normalised on the device beat normalising in the loader."""
-    return training_args.device.type != "cpu"
+def normalize_on_device(training_args: Any, requested: bool | None = None) -> bool:
+    """``requested`` if given, else whether a Trainer with these ``TrainingArguments`` trains on an accelerator
+    (CUDA, XPU, MPS ...), where uint8 batches normalised on the device beat normalising in the loader; on CPU the
+    loader's workers share that work instead."""
+    return training_args.device.type != "cpu" if requested is None else requested
