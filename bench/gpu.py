@@ -6,9 +6,9 @@ peak memory, the largest batch that fits, and projected wall times of the paper'
     python bench/gpu.py --tiny               # CPU dry run with a tiny model (the test keeps this working)
     python bench/gpu.py --tiny --compile     # the same through torch.compile (inductor on the CPU, about a minute)
 
-Synthetic tensors (data loading is not the subject here; see bench/input_pipeline.py), except ``input_handoff``: the
-host-to-device copy of a float32 batch against a uint8 one and the trainer's on-device normalisation. A training step is the
-real one: forward under ``torch.autocast(bfloat16)``, backward, fused AdamW step, ``zero_grad``.
+Synthetic tensors (data loading is not the subject here; see bench/input_pipeline.py), except ``input_handoff``:
+the host-to-device copy of a float32 batch against a uint8 one and the trainer's on-device normalisation. A
+training step is the real one: forward under ``torch.autocast(bfloat16)``, backward, fused AdamW step, ``zero_grad``.
 
 FLOPs are counted analytically per image (a matmul of an ``[n, a]`` by ``[a, b]`` costs ``2 n a b``):
 
@@ -260,12 +260,12 @@ def input_handoff(args, device: torch.device, batch: int = 256, repeats: int = 2
         return round(sorted(times)[len(times) // 2], 3)
 
     batches = {
-        "float32_rgb": torch.zeros(batch, 3, size, size).pin_memory() if pin else torch.zeros(batch, 3, size, size),
+        "float32_rgb": torch.zeros(batch, 3, size, size),
         "uint8_rgb": torch.zeros(batch, 3, size, size, dtype=torch.uint8),
         "uint8_gray": torch.zeros(batch, 1, size, size, dtype=torch.uint8),
     }
-    if pin:
-        batches = {k: v if v.is_pinned() else v.pin_memory() for k, v in batches.items()}
+    if pin:  # as the Trainer's loader pins them
+        batches = {k: v.pin_memory() for k, v in batches.items()}
     out: dict = {
         "batch_size": batch,
         "copy_ms": {k: timed(lambda v=v: v.to(device, non_blocking=True)) for k, v in batches.items()},
