@@ -15,6 +15,7 @@ import datasets
 import torch
 from transformers import Trainer, TrainerCallback
 
+from .checkpoints import ExactCheckpointLoading
 from .pixels import NormalizeOnDevice
 from .reconstruction import reconstruction_grid
 
@@ -74,14 +75,15 @@ def collate_pixels(examples: Sequence[dict[str, torch.Tensor]]) -> dict[str, tor
     return {"pixel_values": torch.stack([e["pixel_values"] for e in examples])}
 
 
-class MAETrainer(NormalizeOnDevice, Trainer):
+class MAETrainer(ExactCheckpointLoading, NormalizeOnDevice, Trainer):
     """Trainer for ``ViTMAEForPreTraining``.
 
     - no weight decay on norms, biases, cls/mask tokens and position tables (MAE recipe, NOTES #16);
     - evaluation reports the reconstruction loss (ViTMAE has no labels, so the Trainer would skip it);
     - ``evaluate`` draws its masks from a fixed seed, so held-out losses of different checkpoints
       are measured on the same masked inputs and can be compared;
-    - uint8 batches (``PixelCollator(on_device=True)``) are normalised on the device.
+    - uint8 batches (``PixelCollator(on_device=True)``) are normalised on the device;
+    - resume and best-model restore load every tensor of the checkpoint, or fail (``ExactCheckpointLoading``).
     """
 
     def __init__(self, *args: Any, eval_mask_seed: int = 0, **kwargs: Any):

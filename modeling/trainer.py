@@ -13,7 +13,9 @@ Each override calls a pure helper tested on its own:
 - loss: soft-target cross-entropy when the labels are float ``[N, C]`` distributions (mixup/cutmix, FER+
   vote probabilities; the Trainer's default would be BCE, NOTES #8), else cross-entropy with label smoothing;
 - inputs: uint8 batches (``PixelCollator(on_device=True)``) are normalised on the device
-  (:class:`~modeling.pixels.NormalizeOnDevice`).
+  (:class:`~modeling.pixels.NormalizeOnDevice`);
+- checkpoints: resume and best-model restore load every tensor through the model's key renaming, or fail
+  (:class:`~modeling.checkpoints.ExactCheckpointLoading`).
 
 Mixup/cutmix runs inside ``compute_loss`` on the device batch, in training mode only, so evaluation and
 prediction always see clean images and the integer labels the metrics need. Label smoothing of the
@@ -33,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import Trainer
 
+from .checkpoints import ExactCheckpointLoading
 from .losses import soft_target_cross_entropy
 from .lr_decay import param_groups
 from .pixels import NormalizeOnDevice
@@ -57,7 +60,7 @@ def adamw_implementation(optim: str) -> dict[str, bool]:
     )
 
 
-class FERTrainer(NormalizeOnDevice, Trainer):
+class FERTrainer(ExactCheckpointLoading, NormalizeOnDevice, Trainer):
     """A ``transformers.Trainer`` with a weighted sampler, layer-decayed AdamW and soft-target loss.
 
     Extra keyword arguments: ``sample_weights`` (``[len(train_dataset)]``, None for the default random
