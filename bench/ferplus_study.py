@@ -80,9 +80,10 @@ def unpack_ferplus(dest: Path) -> Path:
     if (dest / "FER2013Test" / "label.csv").exists():
         return dest
     sys.path.insert(0, str(ROOT))
-    from tests.ferplus_layout import unpack_official
+    from modeling.data.ferplus_layout import unpack_official
 
-    return unpack_official(SHARED_FERPLUS, dest)
+    unpack_official(SHARED_FERPLUS, dest)  # checks the PNG and label counts of every split
+    return dest
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -6,12 +6,17 @@ optionally the reports of :mod:`modeling.evaluate` on other datasets, and writes
 ``output_dir/README.md`` from ``model_cards/TEMPLATE.md``: YAML metadata with a
 ``model-index`` (one result per dataset and split: accuracy, balanced accuracy, macro F1),
 then details, label order, usage, evaluation, intended use, risks and citation.
+
+The usage snippet names the Hub id when one is known (``repo_id``), else the local folder the
+card is written to, with how to push it (``python -m modeling.push``); it never names a Hub
+repository that may not exist. A table cell with nothing measured reads ``n/a``, never blank.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +36,8 @@ CARD_METRICS: tuple[tuple[str, str], ...] = (
 PREFIX_SPLITS: dict[str, str] = {"eval": "validation", "test": "test"}
 DATASET_NAMES: dict[str, str] = {"ferplus": "FER+", "rafdb": "RAF-DB", "affectnet": "AffectNet"}
 SEED_PAPER = "arXiv:2207.11081"
+MISSING = "n/a"  # what a table cell says when nothing was measured: a blank cell reads as a rendering bug
+PLACEHOLDER_DIR = "path/to/model/folder"  # the snippet's model argument when neither Hub id nor folder is known
 
 
 @dataclass
@@ -112,6 +119,37 @@ def eval_results(evaluations: Sequence[Evaluation]) -> list[EvalResult]:
     return rows
 
 
+def training_length(steps: int, epochs: float | None, total_batch: int | None = None) -> str:
+    """What ran, from the trainer state: ``(60, 2.4, 16)`` -> ``"60 steps (2.4 epochs) of total batch 16"``.
+
+    ``steps`` are optimizer steps (``TrainerState.global_step``) and ``epochs`` the epochs completed
+    (``TrainerState.epoch``, fractional when ``--max_steps`` ends training mid-epoch), so the card
+    never repeats a ``num_train_epochs`` that ``--max_steps`` overrode.
+    """
+    text = f"{steps} step{'' if steps == 1 else 's'}"
+    if epochs is not None:
+        epochs = round(float(epochs), 2)
+        text += f" ({epochs:g} epoch{'' if epochs == 1 else 's'})"
+    return text + (f" of total batch {total_batch}" if total_batch else "")
+
+
+def _cell(value: Any) -> str:
+    """A table cell: ``MISSING`` for None or blank values, so that no rendered row has an empty cell."""
+    text = "" if value is None else str(value).strip()
+    return text or MISSING
+
+
+def _display_path(path: str | Path) -> str:
+    """``path`` relative to the working directory when it lies below it (no machine paths in a card), else as given."""
+    path = Path(path)
+    if path.is_absolute():
+        try:
+            return str(path.relative_to(Path.cwd()))
+        except ValueError:
+            return str(path)
+    return os.path.normpath(path)
+
+
 def _read_config(output_dir: Path) -> dict[str, Any]:
     path = output_dir / "config.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
@@ -128,7 +166,7 @@ def model_details(config: Mapping[str, Any], extra: Mapping[str, Any] | None = N
             f"input {config.get('image_size')}x{config.get('image_size')}, CLS-token pooling"
         )
     for key, value in (extra or {}).items():
-        rows[str(key)] = str(value)
+        rows[str(key)] = _cell(value)
     return rows
 
 
@@ -138,8 +176,9 @@ def render_model_card(
     labels: Sequence[str],
     dataset_name: str,
     dataset_config: str | None = None,
-    model_name: str = "fer-mae-vit",
+    model_name: str | None = None,
     repo_id: str | None = None,
+    model_dir: str | Path | None = None,
     base_model: str | None = None,
     license: str = "apache-2.0",
     tags: Sequence[str] = (),
@@ -151,7 +190,15 @@ def render_model_card(
     pretraining: str = "pretrained as a masked autoencoder and fine-tuned",
     template_path: str | Path = TEMPLATE_PATH,
 ) -> ModelCard:
-    """The model card (``huggingface_hub.ModelCard``) of a run's ``results`` and other evaluation reports."""
+    """The model card (``huggingface_hub.ModelCard``) of a run's ``results`` and other evaluation reports.
+
+    ``repo_id`` is the Hub id when one is known (``--hub_model_id``); ``model_dir`` the local folder
+    holding the card and weights. The usage snippet loads the Hub id, else that folder (else a marked
+    placeholder for it). ``model_name`` (the title) defaults to the repository's or folder's name.
+    """
+    local = _display_path(model_dir) if model_dir is not None else None
+    if not model_name:
+        model_name = (repo_id.split("/")[-1] if repo_id else Path(local or "").name) or "fer-mae-vit"
     evaluations = evaluations_from_results(results, dataset_name, dataset_config, labels)
     evaluations += [evaluation_from_report(r) for r in extra_evaluations]
     datasets = list(dict.fromkeys([dataset_name] + [ev.dataset for ev in evaluations]))
@@ -171,8 +218,8 @@ def render_model_card(
         {
             "dataset_pretty": ev.pretty_name,
             "split": ev.split,
-            "num_examples": ev.num_examples if ev.num_examples is not None else "",
-            **{k: f"{ev.metrics[k]:.4f}" if k in ev.metrics else "" for k, _ in CARD_METRICS},
+            "num_examples": _cell(ev.num_examples),
+            **{k: f"{ev.metrics[k]:.4f}" if k in ev.metrics else MISSING for k, _ in CARD_METRICS},
         }
         for ev in evaluations
     ]
@@ -186,7 +233,9 @@ def render_model_card(
         card_data,
         template_path=str(template_path),
         model_name=model_name,
-        repo_id=repo_id or model_name,
+        repo_id=repo_id,
+        model_dir=local or PLACEHOLDER_DIR,
+        model_ref=repo_id or local or PLACEHOLDER_DIR,
         summary=summary,
         details=model_details(config or {}, details),
         labels=list(labels),
@@ -201,10 +250,19 @@ def render_model_card(
 def write_model_card(output_dir: str | Path, results: Mapping[str, Any], **kwargs: Any) -> Path:
     """Writes ``output_dir/README.md`` from ``results`` (``all_results.json`` content); returns its path.
 
-    ``labels`` and ``config`` default to the saved ``config.json`` of ``output_dir``, and
-    ``confusion_matrix`` to the first ``confusion_matrix*.png`` there. Other keyword arguments
-    go to :func:`render_model_card` (``dataset_name`` is required).
+    ``labels`` and ``config`` default to the saved ``config.json`` of ``output_dir``,
+    ``confusion_matrix`` to the first ``confusion_matrix*.png`` there, ``model_name`` to the folder's
+    name and ``model_dir`` (the folder the usage snippet loads when no ``repo_id`` is given) to
+    ``output_dir`` itself when it holds safetensors weights, else to a marked placeholder. Other
+    keyword arguments go to :func:`render_model_card` (``dataset_name`` is required).
     """
+    if "model_dir" not in kwargs:
+        has_weights = any(Path(output_dir).glob("*.safetensors"))
+        kwargs["model_dir"] = output_dir if has_weights else None
+        if not has_weights:
+            logger.warning("%s holds no weights: the card's usage snippet names %s", output_dir, PLACEHOLDER_DIR)
+    if not kwargs.get("model_name") and not kwargs.get("repo_id"):
+        kwargs["model_name"] = Path(output_dir).resolve().name
     output_dir = Path(output_dir)
     config = kwargs.pop("config", None) or _read_config(output_dir)
     labels = kwargs.pop("labels", None)

@@ -11,9 +11,9 @@ import pytest
 
 from modeling.data import load_fer_dataset, preparation_report
 from modeling.data.ferplus import FerPlus
+from modeling.data.ferplus_layout import unpack_official, write_pair
 from modeling.data.ferplus_votes import target
 from modeling.labels import FERPLUS_LABELS
-from tests.ferplus_layout import unpack_official, write_pair
 
 # ../shared/data/README.md, majority protocol
 MAJORITY = {
@@ -25,7 +25,9 @@ MAJORITY = {
 
 @pytest.fixture(scope="session")
 def ferplus_official(ferplus_dir: Path, tmp_path_factory) -> Path:
-    return unpack_official(ferplus_dir, tmp_path_factory.mktemp("ferplus_official"))
+    dest = tmp_path_factory.mktemp("ferplus_official")
+    unpack_official(ferplus_dir, dest)
+    return dest
 
 
 @pytest.fixture(scope="session")
