@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import TrainingArguments
 
+from modeling.cli import require_dir, run_main
 from modeling.drop_path import enable_drop_path
 from modeling.fast_input import FaceBatchTransform, PixelCollator, fast_transforms, undecoded
 from modeling.finetuning import (
@@ -38,7 +39,8 @@ from modeling.finetuning import (
 from modeling.labels import labels_for
 from modeling.metrics import fer_metrics, make_compute_metrics, scalar_metrics
 from modeling.pixels import normalize_on_device
-from modeling.recipes import parse_overrides, parse_script_args
+from modeling.precision import apply_training_precision
+from modeling.recipes import ScriptArgumentParser, parse_overrides, parse_script_args
 from modeling.sampling import SAMPLING_SCHEMES, class_weights
 from modeling.sizes import MODEL_SIZES
 from modeling.stages import last_checkpoint, scale_learning_rate, setup_logging
@@ -58,7 +60,9 @@ class DataTrainingArguments:
     cache_dir: str | None = field(default=None, metadata={"help": "Where prepared datasets are cached."})
     validation_split_percentage: float = field(
         default=10.0,
-        metadata={"help": "Stratified % of train held out for model selection where no validation split exists."},
+        metadata={
+            "help": "Stratified percentage of train held out for model selection where no validation split exists."
+        },
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set (debugging)."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the validation set."})
@@ -140,15 +144,29 @@ class FinetuneTrainingArguments(TrainingArguments):
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Scheduler after warmup."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the image column for the transform."})
     metric_for_best_model: str = field(default="accuracy", metadata={"help": "Validation metric for model selection."})
+    cpu_precision: str = field(
+        default="auto",
+        metadata={
+            "help": "On CPU: 'auto' trains in bf16 autocast where the CPU has bf16 units (AMX, AVX512-BF16) and in "
+            "float32 elsewhere (emulated bf16 is far slower); 'bf16' or 'fp32' forces one. Accelerators follow --bf16."
+        },
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
-    # 1. Arguments.
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, FinetuneTrainingArguments))
-    model_args, data_args, training_args = parse_script_args(parser, sys.argv[1:] if argv is None else argv)
+    # 1. Arguments: a JSON recipe as the sole argument (flags after it override), or command-line flags. Mistakes
+    # are UsageErrors raised here, before anything heavy (one line from the command line: modeling/cli.py).
+    from modeling.data import BUILDERS
+
+    parser = ScriptArgumentParser((ModelArguments, DataTrainingArguments, FinetuneTrainingArguments))
+    argv = sys.argv[1:] if argv is None else argv
+    model_args, data_args, training_args = parse_script_args(parser, argv, choices={"dataset_name": sorted(BUILDERS)})
+    require_dir("--data_dir", data_args.data_dir)
 
     # 2. Logging.
     setup_logging(training_args, __name__)
+    precision = apply_training_precision(training_args, training_args.cpu_precision)
+    logger.warning("Training precision: %s", precision)
 
     # 3. Last checkpoint.
     checkpoint_found = last_checkpoint(training_args)
@@ -171,8 +189,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     names = list(train_set.features["label"].names)
     if (
-        tuple(names) != labels_for(data_args.dataset_name, data_args.dataset_config_name)
-        and data_args.dataset_name != "imagefolder"
+        data_args.dataset_name != "imagefolder"  # its classes are whatever folders the user has
+        and tuple(names) != labels_for(data_args.dataset_name, data_args.dataset_config_name)
     ):
         raise RuntimeError(f"Dataset label order {names} differs from the official one")
     for attr, limit in (("train", data_args.max_train_samples), ("eval", data_args.max_eval_samples)):
@@ -277,6 +295,7 @@ def main(argv: list[str] | None = None) -> dict:
     # 11. Evaluate on validation (the split used for selection).
     if training_args.do_eval:
         metrics = trainer.evaluate()
+        metrics["eval_samples"] = len(eval_set)  # the card's "examples" cell (predict() writes test_samples)
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
         results.update(metrics)
@@ -285,7 +304,8 @@ def main(argv: list[str] | None = None) -> dict:
     if training_args.do_predict and test_set is not None:
         results.update(predict(trainer, test_set, apply, eval_tf, names, data_args.tta_flip, test_name, training_args))
 
-    trainer.save_metrics("run", {"learning_rate": training_args.learning_rate, "total_batch_size": total_batch})
+    run_info = {"learning_rate": training_args.learning_rate, "total_batch_size": total_batch, "precision": precision}
+    trainer.save_metrics("run", run_info)
 
     # 13. Model card and Hub.
     if trainer.is_world_process_zero() and training_args.do_train and not model_args.save_adapter_only:
@@ -297,8 +317,9 @@ def main(argv: list[str] | None = None) -> dict:
             all_results,
             dataset_name=data_args.dataset_name,
             dataset_config=data_args.dataset_config_name,
+            repo_id=trainer.hub_model_id or hub_id_or_none(training_args.hub_model_id),
             base_model=hub_id_or_none(model_args.model_name_or_path),
-            details=_recipe_summary(model_args, data_args, training_args),
+            details=_recipe_summary(model_args, data_args, training_args, trainer.state, total_batch),
             pretraining=_pretraining_phrase(model_args.model_name_or_path),
         )
     if training_args.push_to_hub:
@@ -357,12 +378,14 @@ def _pretraining_phrase(source: str | None) -> str:
     return "pretrained as a masked autoencoder and fine-tuned" if is_mae else "fine-tuned from a ViT checkpoint"
 
 
-def _recipe_summary(model_args, data_args, training_args) -> dict:
+def _recipe_summary(model_args, data_args, training_args, state, total_batch: int) -> dict:
+    """The card's recipe rows; the training length is what ran (``state``: the trainer's), not what was asked."""
+    from modeling.model_card import training_length
+
     return {
         "Starting point": model_args.model_name_or_path or f"{model_args.model_size} from scratch",
         "Fine-tuning": (
-            f"{training_args.num_train_epochs:g} epoch(s), total batch "
-            f"{training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * training_args.world_size}, "
+            f"{training_length(state.global_step, state.epoch, total_batch)}, "
             f"lr {training_args.learning_rate:.3g}, layer decay {training_args.layer_decay}, weight decay "
             f"{training_args.weight_decay}, drop path {model_args.drop_path}, augmentation '{data_args.augmentation}', "
             f"mixup {data_args.mixup}, cutmix {data_args.cutmix}, label smoothing {data_args.label_smoothing}, "
@@ -372,4 +395,4 @@ def _recipe_summary(model_args, data_args, training_args) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, "run_finetune.py"))

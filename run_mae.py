@@ -21,16 +21,18 @@ from pathlib import Path
 import datasets
 import torch
 import transformers
-from transformers import HfArgumentParser, TrainingArguments, ViTMAEForPreTraining
+from transformers import TrainingArguments, ViTMAEForPreTraining
 
+from modeling.cli import require_dir, run_main
 from modeling.mae import build_mae_for_pretraining, position_tables_are_zero
+from modeling.precision import apply_training_precision
 from modeling.pretraining import (
     MAETrainer,
     ReconstructionCallback,
     collate_pixels,
     stream_image_files,
 )
-from modeling.recipes import parse_overrides, parse_script_args
+from modeling.recipes import ScriptArgumentParser, parse_overrides, parse_script_args
 from modeling.sizes import MODEL_SIZES, image_processor_for, mae_config
 from modeling.stages import last_checkpoint, scale_learning_rate, setup_logging
 
@@ -129,6 +131,13 @@ class MAETrainingArguments(TrainingArguments):
     adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2 (MAE: 0.95)."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Scheduler after warmup."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the image column for the transform."})
+    cpu_precision: str = field(
+        default="auto",
+        metadata={
+            "help": "On CPU: 'auto' trains in bf16 autocast where the CPU has bf16 units (AMX, AVX512-BF16) and in "
+            "float32 elsewhere (emulated bf16 is far slower); 'bf16' or 'fp32' forces one. Accelerators follow --bf16."
+        },
+    )
 
 
 def load_faces(data_args: DataTrainingArguments, seed: int):
@@ -191,12 +200,17 @@ def load_model(model_args: ModelArguments, cache_dir: str | None) -> ViTMAEForPr
 
 def main(argv: list[str] | None = None) -> dict:
     # 1. Arguments: a JSON recipe as the sole argument (flags after it override), or command-line flags.
+    # Mistakes are UsageErrors raised here, before anything heavy (one line from the command line: modeling/cli.py).
     argv = sys.argv[1:] if argv is None else argv
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, MAETrainingArguments))
-    model_args, data_args, training_args = parse_script_args(parser, argv)
+    parser = ScriptArgumentParser((ModelArguments, DataTrainingArguments, MAETrainingArguments))
+    model_args, data_args, training_args = parse_script_args(parser, argv, choices={"dataset_name": DATASET_NAMES})
+    for data_dir in data_args.data_dirs:
+        require_dir("--data_dir", data_dir)
 
     # 2. Logging.
     setup_logging(training_args, __name__)
+    precision = apply_training_precision(training_args, training_args.cpu_precision)
+    logger.warning("Training precision: %s", precision)
     logger.warning(
         "Process rank %s, device %s, n_gpu %s, distributed %s",
         training_args.process_index,
@@ -308,6 +322,7 @@ def main(argv: list[str] | None = None) -> dict:
         "total_batch_size": total_batch,
         "train_faces": n_train,
         "held_out_faces": len(eval_set) if eval_set is not None else 0,
+        "precision": precision,
     }
     trainer.save_metrics("run", run_info)  # merged into all_results.json with train/eval figures
     results.update(run_info)
@@ -323,4 +338,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, "run_mae.py"))

@@ -23,6 +23,7 @@ import logging
 import math
 import pickle
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, ViTConfig, ViTForImageClassification, ViTMAEConfig, ViTMAEForPreTraining
 
+from .cli import run_main
 from .conversion import HEAD_INIT_STD
 from .labels import labels_for
 from .sizes import image_processor_for, mae_config, vit_config
@@ -281,4 +283,4 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, "python -m modeling.convert"))

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .cli import run_main
 from .inference import FERPredictor, NotAnImageClassifierError
 from .labels import remap_indices
 from .metrics import fer_metrics
@@ -195,4 +196,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m modeling.evaluate"))

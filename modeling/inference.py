@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .faces import to_rgb
+from .precision import cpu_has_bf16  # noqa: F401  (re-exported: modeling.inference.cpu_has_bf16)
 
 logger = logging.getLogger(__name__)
 
@@ -52,14 +53,6 @@ def _check_is_image_classifier(model: str | Path, cache_dir: str | None = None):
     if config.model_type not in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES:
         raise NotAnImageClassifierError(f"{model}: model type {config.model_type!r} has no image-classification head")
     return config
-
-
-def cpu_has_bf16() -> bool:
-    """True when oneDNN can run bf16 matmuls natively on this CPU (AMX or AVX512-BF16)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 class FERPredictor:

@@ -26,6 +26,8 @@ from .inference import FERPredictor, NotAnImageClassifierError
 
 logger = logging.getLogger(__name__)
 
+# Tight face crops (FER+, RAF-DB aligned, an already cropped photo) hold too little context for the detector.
+NO_FACE_HINT = "if the inputs already are face crops, pass --no_detect"
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm"}
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 
@@ -213,7 +215,8 @@ def run(args: argparse.Namespace, out: TextIO) -> dict[str, int]:
             counts["read"] += 1
             if not found:
                 counts["no_face"] += 1
-                runner.write({"file": str(path), "frame": None, "error": f"no face detected in {frames} frame(s)"})
+                error = f"no face detected in {frames} frame(s); {NO_FACE_HINT}"
+                runner.write({"file": str(path), "frame": None, "error": error})
             continue
         try:
             image = read_image(path)
@@ -226,7 +229,7 @@ def run(args: argparse.Namespace, out: TextIO) -> dict[str, int]:
         if runner.add(str(path), None, image) == 0:
             runner.flush()
             counts["no_face"] += 1
-            runner.write({"file": str(path), "frame": None, "error": "no face detected"})
+            runner.write({"file": str(path), "frame": None, "error": f"no face detected; {NO_FACE_HINT}"})
     runner.flush()
     counts["faces"] = runner.faces
     return counts
@@ -246,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             out.close()
     summary = ", ".join(f"{k}={v}" for k, v in counts.items())
     print(f"fer-predict: {summary}", file=sys.stderr)
+    if counts["no_face"]:  # the JSON lines may have gone to a file: repeat the hint where it is seen
+        print(f"fer-predict: {counts['no_face']} input(s) without a detected face; {NO_FACE_HINT}", file=sys.stderr)
     if counts["read"] == 0:
         print("fer-predict: no input could be read", file=sys.stderr)
         return 1

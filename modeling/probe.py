@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import ViTForImageClassification
 
+from .cli import run_main
 from .fast_input import FaceBatchTransform, PixelCollator, undecoded
 from .metrics import fer_metrics
 
@@ -195,4 +197,4 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, "python -m modeling.probe"))

@@ -17,6 +17,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .cli import run_main
+
 logger = logging.getLogger(__name__)
 
 UPLOAD_PATTERNS: tuple[str, ...] = (
@@ -91,4 +93,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m modeling.push"))

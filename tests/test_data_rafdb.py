@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from modeling.data import load_fer_dataset, preparation_report
+from modeling.data import DatasetLayoutError, load_fer_dataset, preparation_report
 from modeling.labels import RAFDB_LABELS
 from tests.fer_fixtures import RAFDB_TEST, RAFDB_TRAIN, write_rafdb
 
@@ -45,3 +45,18 @@ def test_split_sizes_other_than_the_official_ones_are_warned_with_both_numbers(r
     text = caplog.text
     assert "'train' has 14 examples; the official size is 12271" in text
     assert "'test' has 7 examples; the official size is 3068" in text
+
+
+def test_data_dir_may_be_the_folder_holding_basic_as_the_archive_unpacks(rafdb_dir: Path, tmp_path: Path, caplog):
+    holder = rafdb_dir.parent  # RAF-DB/, which holds basic/EmoLabel/... as the owners' archive unpacks
+    with caplog.at_level(logging.INFO, logger="modeling.data"):
+        ds = load_fer_dataset("rafdb", holder, cache_dir=tmp_path / "cache")
+    assert ds["train"]["label"] == [label - 1 for label in RAFDB_TRAIN]
+    assert ds["test"]["label"] == [label - 1 for label in RAFDB_TEST]
+    assert f"rafdb: reading {rafdb_dir.resolve()} (found inside data_dir {holder.resolve()})" in caplog.text
+
+
+def test_a_folder_without_the_label_file_names_both_places_it_was_looked_for(tmp_path: Path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetLayoutError, match=r"label file not found(.|\n)*in data_dir or in its basic/ folder"):
+        load_fer_dataset("rafdb", tmp_path / "empty", cache_dir=tmp_path / "cache")

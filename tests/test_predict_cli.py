@@ -84,12 +84,33 @@ def test_bad_inputs_are_reported_per_file_and_the_run_goes_on(tiny_dir, face_can
     assert iou(tuple(face[0]["box"]), (*POS, FACE, FACE)) > 0.5
     assert by_file["b_broken.jpg"][0]["error"].startswith("unreadable image")
     assert by_file["c_blank.png"] == [
-        {"file": str(inputs / "c_blank.png"), "frame": None, "error": "no face detected"}
+        {
+            "file": str(inputs / "c_blank.png"),
+            "frame": None,
+            "error": "no face detected; if the inputs already are face crops, pass --no_detect",
+        }
     ]
     assert by_file["d_broken.mp4"][0]["error"].startswith("unreadable video")
     assert [rec["frame"] for rec in by_file["e_clip.avi"]] == [0, 2]
     assert sorted(p.name for p in annotated.iterdir()) == ["a_face.png", "e_clip_f000000.png", "e_clip_f000002.png"]
     assert cv2.imread(str(annotated / "a_face.png")).shape == (320, 400, 3)
+
+
+def test_inputs_without_a_detected_face_suggest_no_detect_for_face_crops(tiny_dir, tmp_path, capsys):
+    grey = np.full((64, 64, 3), 128, np.uint8)  # like a tight crop: nothing for the detector
+    Image.fromarray(grey).save(tmp_path / "crop.png")
+    writer = cv2.VideoWriter(str(tmp_path / "crops.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 64))
+    for _ in range(3):
+        writer.write(grey)
+    writer.release()
+
+    assert main([str(tiny_dir), str(tmp_path / "crop.png"), str(tmp_path / "crops.avi"), "--every_n_frames", "1"]) == 0
+
+    captured = capsys.readouterr()
+    image, video = [json.loads(line) for line in captured.out.splitlines()]
+    assert image["error"] == "no face detected; if the inputs already are face crops, pass --no_detect"
+    assert video["error"] == "no face detected in 3 frame(s); if the inputs already are face crops, pass --no_detect"
+    assert "2 input(s) without a detected face; if the inputs already are face crops, pass --no_detect" in captured.err
 
 
 def test_the_exit_status_is_nonzero_when_nothing_could_be_read(tiny_dir, tmp_path, capsys):

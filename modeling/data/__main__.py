@@ -10,13 +10,15 @@ import logging
 import sys
 import time
 
+from ..cli import run_main
 from .load import BUILDERS, fer_builder, load_with_report
 from .report import format_table
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m modeling.data", description=__doc__)
-    parser.add_argument("name", choices=sorted(BUILDERS), help="dataset")
+    # No argparse choices: an unknown name gets fer_builder's one-line error with a did-you-mean.
+    parser.add_argument("name", help=f"dataset: {', '.join(sorted(BUILDERS))}")
     parser.add_argument("data_dir", help="folder holding the dataset owner's files")
     parser.add_argument("--config", default=None, help="builder config (e.g. 7, original, probability)")
     parser.add_argument("--cache_dir", default=None, help="datasets cache folder (default: HF_DATASETS_CACHE)")
@@ -36,4 +38,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m modeling.data"))

@@ -4,7 +4,8 @@ Subclasses define ``_info``-level facts as class attributes (``DATASET``, ``LAYO
 ``EXPECTED_SIZES``), ``class_names()``, ``label_files()``, ``_split_generators`` and
 ``_generate_examples``. The base class
 
-* refuses a missing ``data_dir`` with the expected layout in the message,
+* refuses a missing ``data_dir`` in one line, missing files with the expected layout in the message,
+* finds the dataset in a subfolder of ``data_dir`` where the download unpacks into one (``locate``),
 * keys the cache on the label files' sizes and modification times (``hash``), so editing a label
   file re-prepares while a second identical call reuses the Arrow files,
 * collects a :class:`~modeling.data.report.PreparationReport` while the generator streams and
@@ -45,9 +46,12 @@ class FerBuilder(datasets.GeneratorBasedBuilder):
         strict: bool = False,
         **config_kwargs,
     ):
-        root = Path(data_dir).expanduser().resolve()
-        if not root.is_dir():
-            raise DatasetLayoutError(f"{self.DATASET} data_dir not found: {root}\n{self.layout_text(root)}")
+        given = Path(data_dir).expanduser().resolve()
+        if not given.is_dir():  # one line: the layout is no help for a mistyped path
+            raise DatasetLayoutError(f"{self.DATASET} data_dir not found: {given} is not a directory")
+        root = self.locate(given)
+        if root != given:
+            logger.info("%s: reading %s (found inside data_dir %s)", self.DATASET, root, given)
         self.strict = strict
         self.report: PreparationReport | None = None
         super().__init__(
@@ -60,6 +64,12 @@ class FerBuilder(datasets.GeneratorBasedBuilder):
         )
 
     # -- facts subclasses provide -------------------------------------------------------------
+    @classmethod
+    def locate(cls, data_dir: Path) -> Path:
+        """The folder that holds the dataset's files: ``data_dir`` itself unless a subclass knows better (an
+        archive that unpacks into a subfolder)."""
+        return data_dir
+
     def class_names(self) -> list[str] | None:
         raise NotImplementedError
 

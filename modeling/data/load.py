@@ -13,6 +13,7 @@ from pathlib import Path
 import datasets
 from datasets.exceptions import DatasetGenerationError
 
+from ..cli import UsageError, did_you_mean
 from .affectnet import AffectNet
 from .base import FerBuilder
 from .ferplus import FerPlus
@@ -41,7 +42,9 @@ def fer_builder(
     """The builder instance for ``name`` (not prepared yet); ``builder_kwargs`` set config fields (``align=True``)."""
     key = name.lower().replace("-", "").replace("_", "")
     if key not in BUILDERS:
-        raise ValueError(f"Unknown FER dataset {name!r}; choose one of {sorted(BUILDERS)}")
+        raise UsageError(
+            f"unknown FER dataset {name!r}; choose one of {sorted(BUILDERS)}{did_you_mean(key, BUILDERS)}"
+        )
     return BUILDERS[key](
         data_dir=data_dir, cache_dir=cache_dir, config_name=None if config is None else str(config), strict=strict,
         **builder_kwargs,

@@ -3,7 +3,8 @@
 Files as the owners hand them out: ``EmoLabel/list_patition_label.txt`` (sic), one line
 ``train_00001.jpg 5`` per image, labels 1..7 = surprise, fear, disgust, happiness, sadness,
 anger, neutral; images ``Image/aligned/train_00001_aligned.jpg`` (100x100, config ``aligned``,
-the default) or ``Image/original/train_00001.jpg`` (config ``original``).
+the default) or ``Image/original/train_00001.jpg`` (config ``original``). The archive unpacks into
+``basic/``: ``data_dir`` may be that folder or the one holding it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .base import FerBuilder
 from .images import stored
 
 LABEL_FILE = "EmoLabel/list_patition_label.txt"
+SUBFOLDER = "basic"  # the owners' archive: basic/EmoLabel/..., basic/Image/...
 SPLITS = ("train", "test")
 
 
@@ -30,6 +32,7 @@ class RafDb(FerBuilder):
     ]
     DEFAULT_CONFIG_NAME = "aligned"
     LAYOUT = (
+        f"  (in data_dir or in its {SUBFOLDER}/ folder)\n"
         f"  {LABEL_FILE}: lines 'train_00001.jpg 5' (labels 1..7 = {', '.join(RAFDB_LABELS)})\n"
         "  Image/aligned/train_00001_aligned.jpg (config 'aligned') or Image/original/train_00001.jpg ('original')"
     )
@@ -37,6 +40,12 @@ class RafDb(FerBuilder):
 
     def class_names(self) -> list[str]:
         return list(RAFDB_LABELS)
+
+    @classmethod
+    def locate(cls, data_dir: Path) -> Path:
+        if not (data_dir / LABEL_FILE).is_file() and (data_dir / SUBFOLDER / LABEL_FILE).is_file():
+            return data_dir / SUBFOLDER
+        return data_dir
 
     @classmethod
     def label_files(cls, root: Path) -> list[Path]:

@@ -13,14 +13,16 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..cli import UserError
+
 REPORT_FILENAME = "preparation_report.json"
 
 
-class DatasetLayoutError(FileNotFoundError):
+class DatasetLayoutError(UserError, FileNotFoundError):
     """A label file, image folder or image named by a label line is missing."""
 
 
-class DataQualityError(ValueError):
+class DataQualityError(UserError, ValueError):
     """``strict=True`` and some items were corrupt, out of range or malformed."""
 
 

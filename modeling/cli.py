@@ -1,0 +1,54 @@
+"""User errors of the command-line tools: one line ``prog: error: message`` and exit status 2, no traceback.
+
+A mistake in what the user typed or pointed at (a misspelled flag, an unknown dataset name, a data folder that is
+not there) is a :class:`UserError`; :func:`run_main` shows it as one line, the way argparse reports its own errors.
+Anything else is a bug and keeps its traceback. Called from Python (tests, notebooks), ``main(argv)`` still raises:
+only the ``if __name__ == "__main__":`` entry points go through :func:`run_main`.
+
+    if __name__ == "__main__":
+        sys.exit(run_main(main, "run_finetune.py"))
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+
+class UserError(Exception):
+    """Marks an error caused by the user's input; subclasses also derive from the builtin type they refine
+    (``ValueError``, ``FileNotFoundError``), so ``except ValueError`` keeps working."""
+
+
+class UsageError(UserError, ValueError):
+    """A wrong flag, argument value or name on the command line or in a recipe."""
+
+
+def did_you_mean(word: str, choices: Iterable[str], prefix: str = "") -> str:
+    """``"; did you mean 'ferplus'?"`` for the closest of ``choices`` (``prefix="--"``: ``--learning_rate``), or ''."""
+    matches = difflib.get_close_matches(word, list(choices), n=1)
+    if not matches:
+        return ""
+    return f"; did you mean {prefix}{matches[0]}?" if prefix else f"; did you mean {matches[0]!r}?"
+
+
+def require_dir(flag: str, path: str) -> None:
+    """``UsageError`` ``--data_dir /x: not a directory`` unless ``path`` is an existing folder."""
+    if not Path(path).expanduser().is_dir():
+        raise UsageError(f"{flag} {path}: not a directory")
+
+
+def run_main(main: Callable[[], Any], prog: str) -> int:
+    """The exit status of ``main()``: 2 after printing ``prog: error: message`` for a :class:`UserError`.
+
+    ``main`` returning an int gives that status; any other return value (a results dict, a path) gives 0.
+    """
+    try:
+        result = main()
+    except UserError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0
