@@ -37,7 +37,7 @@ from modeling.finetuning import (
     write_predictions_csv,
 )
 from modeling.labels import labels_for
-from modeling.metrics import fer_metrics, make_compute_metrics, scalar_metrics
+from modeling.metrics import dedup_metrics, fer_metrics, make_compute_metrics, scalar_metrics
 from modeling.pixels import normalize_on_device
 from modeling.precision import apply_training_precision
 from modeling.recipes import ScriptArgumentParser, parse_overrides, parse_script_args
@@ -302,7 +302,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 12. Predict: the official test split, once, with the selected model.
     if training_args.do_predict and test_set is not None:
-        results.update(predict(trainer, test_set, apply, eval_tf, names, data_args.tta_flip, test_name, training_args))
+        from modeling.data.duplicates import find_duplicate_mask
+
+        duplicate = find_duplicate_mask(splits, test_name)  # the full splits: test rows with a copy in another split
+        results.update(
+            predict(trainer, test_set, apply, eval_tf, names, data_args.tta_flip, test_name, training_args, duplicate)
+        )
 
     run_info = {"learning_rate": training_args.learning_rate, "total_batch_size": total_batch, "precision": precision}
     trainer.save_metrics("run", run_info)
@@ -329,8 +334,12 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
-def predict(trainer, test_set, apply, eval_tf, names, tta_flip, test_name, training_args) -> dict:
-    """Scores ``test_set`` once; writes ``test_*`` metrics, ``test_predictions.csv`` and the confusion matrix."""
+def predict(trainer, test_set, apply, eval_tf, names, tta_flip, test_name, training_args, duplicate=None) -> dict:
+    """Scores ``test_set`` once; writes ``test_*`` metrics, ``test_predictions.csv`` and the confusion matrix.
+
+    ``duplicate`` (``[N]`` bool over the full test split, True: an exact pixel copy of a training or validation
+    image) adds ``test_dedup_*``: the metrics on the other faces (``modeling.data.duplicates``).
+    """
     references = np.asarray(test_set["label"])
     output = trainer.predict(test_set.with_transform(apply(eval_tf)), metric_key_prefix="test")
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
@@ -345,6 +354,9 @@ def predict(trainer, test_set, apply, eval_tf, names, tta_flip, test_name, train
     recalls = zip(names, full["per_class_recall"])
     metrics["test_per_class_recall"] = {n: r for n, r in recalls if r == r}  # NaN (class absent) left out
     metrics["test_split"] = test_name
+    if duplicate is not None:  # test_set may be the first max_predict_samples rows of the split
+        dedup = dedup_metrics(probs.argmax(-1), references, duplicate[: len(references)], len(names))
+        metrics.update({f"test_{k}": v for k, v in dedup.items()})
     trainer.log_metrics("test", {k: v for k, v in metrics.items() if not isinstance(v, dict)})
     trainer.save_metrics("test", metrics)
     if trainer.is_world_process_zero():

@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> dict:
         r = json.loads((out / "all_results.json").read_text())
         rows.append(
             {
+                **selection(out),
                 "arm": arm,
                 "description": ARMS[arm],
                 "seed": seed,
@@ -239,12 +240,32 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
+def selection(out: Path) -> dict:
+    """Which checkpoint the run selected, from its ``trainer_state.json``: the validation accuracy after each
+    evaluation, the selected step and whether it was the last one (an audit trail for the best-model restore)."""
+    state = json.loads((out / "trainer_state.json").read_text())
+    evals = [e for e in state["log_history"] if "eval_accuracy" in e]
+    best = state.get("best_model_checkpoint") or ""
+    best_step = int(best.rsplit("-", 1)[1]) if "checkpoint-" in best else None
+    return {
+        "val_accuracy_per_eval": [[e["step"], e["epoch"], e["eval_accuracy"]] for e in evals],
+        "selected_step": best_step,
+        "selected_is_last": best_step == state["global_step"],
+        "precision": json.loads((out / "all_results.json").read_text()).get("precision"),
+    }
+
+
 def machine(parallel: int) -> str:
     import torch
 
+    sys.path.insert(0, str(ROOT))
+    from modeling.precision import cpu_bf16_units, cpu_model
+
     gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
+    units = ", ".join(cpu_bf16_units()) or "none"
     return (
-        f"{platform.machine()}, {os.cpu_count()} cores{gpu}, Python {platform.python_version()}; parallel {parallel}"
+        f"{platform.machine()} {cpu_model()} (bf16 units: {units}), {os.cpu_count()} cores{gpu}, "
+        f"Python {platform.python_version()}; parallel {parallel}"
     )
 
 
@@ -296,18 +317,20 @@ def write_best_card(best: dict, report: dict, name: str) -> Path:
 
 def markdown(report: dict) -> str:
     lines = [
-        "| arm | seed | test acc | test balanced acc | test macro F1 | val acc (selection) | train min |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| arm | seed | test acc | test balanced acc | test macro F1 | val acc (selection) | selected epoch | train min |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in report["runs"]:
         lines.append(
             f"| {r['description']} | {r['seed']} | {100 * r['test_accuracy']:.2f} | "
             f"{100 * r['test_balanced_accuracy']:.2f} | {100 * r['test_macro_f1']:.2f} | "
-            f"{100 * (r['val_accuracy'] or 0):.2f} | {r['train_minutes']:.1f} |"
+            f"{100 * (r['val_accuracy'] or 0):.2f} | {_selected_epoch(r)} | {r['train_minutes']:.1f} |"
         )
     p = report["majority_class_baseline_test_accuracy"]
     # Always "neutral": recall 1 on neutral, 0 elsewhere; F1 of neutral 2p / (1 + p), averaged over 8 classes.
-    lines.append(f"| majority-class baseline | - | {100 * p:.2f} | 12.50 | {100 * 2 * p / (1 + p) / 8:.2f} | - | - |")
+    lines.append(
+        f"| majority-class baseline | - | {100 * p:.2f} | 12.50 | {100 * 2 * p / (1 + p) / 8:.2f} | - | - | - |"
+    )
     mae = report["mae_pretraining"]
     lines += [
         "",
@@ -323,6 +346,15 @@ def markdown(report: dict) -> str:
         + ".",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _selected_epoch(row: dict) -> str:
+    """``"3 of 5"``: the epoch of the selected checkpoint and of the last evaluation."""
+    evals = row.get("val_accuracy_per_eval") or []
+    chosen = [e for step, e, _ in evals if step == row.get("selected_step")]
+    if not evals or not chosen:
+        return "n/a"
+    return f"{chosen[0]:g} of {evals[-1][1]:g}"
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@
 Prints and writes ``eval_<dataset>_<split>.json`` (accuracy, balanced accuracy, macro F1,
 per-class recall, confusion matrix), ``confusion_matrix_<dataset>_<split>.png`` and
 ``hardest_<dataset>_<split>.png``, the misclassified images the model got most confidently wrong.
+Accuracy, balanced accuracy and macro F1 are also given on the de-duplicated examples
+(``dedup_*``): those without an exact pixel copy in another split of the dataset (FER+ test:
+254 of the 3,137 majority faces have one in train or validation; :mod:`modeling.data.duplicates`).
 That grid shows dataset images: keep it out of published artifacts when the dataset's terms
 forbid redistribution (FER2013, AffectNet, RAF-DB all do).
 """
@@ -26,7 +29,7 @@ import numpy as np
 from .cli import run_main
 from .inference import FERPredictor, NotAnImageClassifierError
 from .labels import remap_indices
-from .metrics import fer_metrics
+from .metrics import dedup_metrics, fer_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -72,14 +75,19 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalArguments:
     return EvalArguments(**vars(p.parse_args(argv)))
 
 
-def load_split(args: EvalArguments):
-    """The ``datasets.Dataset`` of ``args.split`` with ``image`` and ``label`` (ClassLabel) columns."""
+def load_splits(args: EvalArguments):
+    """The ``DatasetDict`` of the dataset; ``args.split`` is one of its splits (``image``, ``label`` columns)."""
     from .data import load_fer_dataset
 
     dsd = load_fer_dataset(args.dataset_name, args.data_dir, config=args.dataset_config_name, cache_dir=args.cache_dir)
     if args.split not in dsd:
         raise ValueError(f"{args.dataset_name} has no split {args.split!r}; it has {list(dsd)}")
-    return dsd[args.split]
+    return dsd
+
+
+def load_split(args: EvalArguments):
+    """The ``datasets.Dataset`` of ``args.split`` with ``image`` and ``label`` (ClassLabel) columns."""
+    return load_splits(args)[args.split]
 
 
 def class_mapping(model_labels: Sequence[str], dataset_labels: Sequence[str]) -> tuple[list[int], list[int]]:
@@ -134,6 +142,7 @@ def hardest_mistakes(probs: np.ndarray, preds: np.ndarray, refs: np.ndarray, k: 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .data.duplicates import MAX_IMAGES, find_duplicate_mask
     from .plots import plot_confusion_matrix, save_image_grid
 
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
@@ -143,9 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NotAnImageClassifierError as err:
         print(f"evaluate: {err}", file=sys.stderr)
         return 2
-    dataset = load_split(args)
+    splits = load_splits(args)
+    dataset = splits[args.split]
+    duplicate = find_duplicate_mask(splits, args.split)  # over the full split; None above MAX_IMAGES images
     if args.max_samples is not None:
         dataset = dataset.select(range(min(args.max_samples, len(dataset))))
+        duplicate = None if duplicate is None else duplicate[: len(dataset)]
     logger.info("Evaluating %s on %s/%s (%d examples)", args.model, args.dataset_name, args.split, len(dataset))
     out = evaluate_split(predictor, dataset, args.batch_size)
     names = out["names"]
@@ -178,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "accuracy": m["accuracy"],
         "balanced_accuracy": m["balanced_accuracy"],
         "macro_f1": m["macro_f1"],
+        **(dedup_metrics(out["preds"], out["refs"], duplicate, len(names)) if duplicate is not None else {}),
         "per_class_recall": dict(zip(names, m["per_class_recall"])),
         "support": dict(zip(names, m["support"])),
         "confusion_matrix": m["confusion_matrix"],
@@ -189,6 +202,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{args.dataset_name} {args.split}: {len(dataset)} examples")
     for key in ("accuracy", "balanced_accuracy", "macro_f1"):
         print(f"  {key:18s} {report[key]:.4f}")
+    if duplicate is None:
+        print(f"  de-duplicated: not computed (more than {MAX_IMAGES:,} images in the dataset)")
+    else:
+        print(f"  de-duplicated: {report['dedup_samples']} examples without an exact pixel copy in another split")
+        for key in ("accuracy", "balanced_accuracy", "macro_f1"):
+            if f"dedup_{key}" in report:
+                print(f"  {key:18s} {report[f'dedup_{key}']:.4f}  (de-duplicated)")
     for name, recall in report["per_class_recall"].items():
         print(f"  recall {name:11s} {recall:.4f}  (n={report['support'][name]})")
     print(f"wrote {metrics_path}, {cm_path.name}" + (f", {grid_path.name}" if grid_path else ""))

@@ -114,3 +114,19 @@ def make_compute_metrics(num_labels: int, id2label: dict[int, str] | None = None
         return scalar_metrics(fer_metrics(preds, labels, num_labels), id2label)
 
     return compute_metrics
+
+
+def dedup_metrics(
+    predictions: Sequence[int], references: Sequence[int], duplicate: Sequence[bool], num_labels: int
+) -> dict[str, Any]:
+    """``dedup_accuracy``, ``dedup_balanced_accuracy``, ``dedup_macro_f1`` on the rows where ``duplicate`` is
+    False, and their number ``dedup_samples`` (metrics left out when no row is left: JSON has no NaN)."""
+    keep = ~np.asarray(duplicate, dtype=bool)
+    preds, refs = np.asarray(predictions), np.asarray(references)
+    if keep.shape != refs.shape:
+        raise ValueError(f"{keep.size} duplicate flags for {refs.size} references")
+    out: dict[str, Any] = {"dedup_samples": int(keep.sum())}
+    if keep.any():
+        m = fer_metrics(preds[keep], refs[keep], num_labels)
+        out.update({f"dedup_{k}": m[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")})
+    return out

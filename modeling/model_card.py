@@ -5,7 +5,10 @@ fine-tuning run (``eval_accuracy``, ``test_accuracy``, ``test_balanced_accuracy`
 optionally the reports of :mod:`modeling.evaluate` on other datasets, and writes
 ``output_dir/README.md`` from ``model_cards/TEMPLATE.md``: YAML metadata with a
 ``model-index`` (one result per dataset and split: accuracy, balanced accuracy, macro F1),
-then details, label order, usage, evaluation, intended use, risks and citation.
+then details, label order, usage, evaluation, intended use, risks and citation. Where the results
+hold ``<prefix>_dedup_*`` (``dedup_*`` in an evaluation report), the evaluation adds a table of the
+metrics on the de-duplicated examples: those without an exact pixel copy in another split of the
+dataset (:mod:`modeling.data.duplicates`; FER+ test has such copies of training faces).
 
 The usage snippet names the Hub id when one is known (``repo_id``), else the local folder the
 card is written to, with how to push it (``python -m modeling.push``); it never names a Hub
@@ -50,6 +53,8 @@ class Evaluation:
     config: str | None = None
     num_examples: int | None = None
     per_class_recall: dict[str, float] = field(default_factory=dict)
+    dedup_metrics: dict[str, float] = field(default_factory=dict)  # on the examples without a copy in another split
+    dedup_num_examples: int | None = None  # None: no de-duplication was measured
 
     @property
     def pretty_name(self) -> str:
@@ -70,6 +75,7 @@ def evaluations_from_results(
         if isinstance(recall, Sequence) and labels is not None and len(recall) == len(labels):
             recall = dict(zip(labels, recall))
         n = results.get(f"{prefix}_samples")
+        dedup, dedup_n = _dedup(results, f"{prefix}_")
         evaluations.append(
             Evaluation(
                 dataset,
@@ -78,9 +84,18 @@ def evaluations_from_results(
                 config,
                 int(n) if n else None,
                 dict(recall or {}) if isinstance(recall, Mapping) else {},
+                dedup,
+                dedup_n,
             )
         )
     return evaluations
+
+
+def _dedup(results: Mapping[str, Any], prefix: str = "") -> tuple[dict[str, float], int | None]:
+    """The ``<prefix>dedup_*`` metrics and ``<prefix>dedup_samples`` of ``results`` (``{}, None`` when absent)."""
+    n = results.get(f"{prefix}dedup_samples")
+    metrics = {k: float(results[f"{prefix}dedup_{k}"]) for k, _ in CARD_METRICS if f"{prefix}dedup_{k}" in results}
+    return metrics, None if n is None else int(n)
 
 
 def evaluation_from_report(report: Mapping[str, Any]) -> Evaluation:
@@ -93,6 +108,7 @@ def evaluation_from_report(report: Mapping[str, Any]) -> Evaluation:
         report.get("dataset_config_name"),
         report.get("num_examples"),
         dict(report.get("per_class_recall") or {}),
+        *_dedup(report),
     )
 
 
@@ -223,6 +239,17 @@ def render_model_card(
         }
         for ev in evaluations
     ]
+    dedup_rows = [
+        {
+            "dataset_pretty": ev.pretty_name,
+            "split": ev.split,
+            "num_examples": f"{ev.dedup_num_examples}" + (f" of {ev.num_examples}" if ev.num_examples else ""),
+            "left_out": _cell(None if ev.num_examples is None else ev.num_examples - ev.dedup_num_examples),
+            **{k: f"{ev.dedup_metrics[k]:.4f}" if k in ev.dedup_metrics else MISSING for k, _ in CARD_METRICS},
+        }
+        for ev in evaluations
+        if ev.dedup_num_examples is not None
+    ]
     with_recall = next((ev for ev in evaluations if ev.per_class_recall), None)
     summary = (
         f"A vanilla ViT classifying facial expressions into {len(labels)} classes, {pretraining} "
@@ -240,6 +267,7 @@ def render_model_card(
         details=model_details(config or {}, details),
         labels=list(labels),
         evaluations=rows,
+        dedup_evaluations=dedup_rows,
         per_class_recall={k: f"{v:.4f}" for k, v in (with_recall.per_class_recall if with_recall else {}).items()},
         per_class_recall_source=f"{with_recall.pretty_name} {with_recall.split}" if with_recall else "",
         confusion_matrix=confusion_matrix,

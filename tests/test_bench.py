@@ -28,6 +28,7 @@ SCRIPTS = {
     "trainer_overhead.py": ["plain_trainer_s_per_step", "fer_trainer_s_per_step", "fer_over_plain"],
     "data_prep.py": ["faces_prepared", "images_per_s", "peak_rss_mib", "wall_s"],
     "gpu.py": ["mae_pretraining", "finetuning", "projections", "peak_tflops_used"],
+    "cpu_training.py": ["cpu", "bf16_units", "threads", "scripts_choose", "runs"],
 }
 
 
@@ -65,8 +66,24 @@ def test_bench_script_runs_in_tiny_mode_and_prints_one_json_object_with_its_figu
         assert {"finetune_rafdb", "finetune_affectnet8", "finetune_ferplus"} <= set(out["projections"])
         assert set(out["input_handoff"]["copy_ms"]) == {"float32_rgb", "uint8_rgb", "uint8_gray"}
         assert out["input_handoff"]["normalize_ms"] > 0
+    if script == "cpu_training.py":
+        from modeling.precision import choose_training_precision
+
+        bf16, why = choose_training_precision("cpu", "auto", False, out["bf16_units"])
+        assert out["scripts_choose"] == why
+        [run] = out["runs"]  # --dtype auto: the precision the scripts use on this CPU
+        assert run["dtype"] == ("bf16 autocast" if bf16 else "float32")
+        assert run["images_per_s"] > 0 and run["gflop_per_image"] > 0 and run["matmul_peak_gflops"] > 0
     if script == "data_prep.py":
         assert out["faces_prepared"] == 24 and out["peak_rss_mib"] > 0
+
+
+def test_cpu_training_bench_compares_both_dtypes_for_the_mae_step():
+    out = run_tiny("cpu_training.py", "--mae", "--dtype", "both")
+    assert out["step"] == "MAE pretraining"
+    assert [r["dtype"] for r in out["runs"]] == ["float32", "bf16 autocast"]
+    # The flop counter sees the same model in both dtypes.
+    assert out["runs"][0]["gflop_per_image"] == out["runs"][1]["gflop_per_image"] > 0
 
 
 def test_inference_bench_runs_in_tiny_mode(ferplus_dir):

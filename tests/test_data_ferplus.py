@@ -136,7 +136,13 @@ def test_second_call_reuses_the_prepared_cache(full_majority, ferplus_official: 
     assert {k: len(v) for k, v in again.items()} == {k: len(v) for k, v in ds.items()}
     assert [p.stat().st_mtime_ns for p in sorted(cache.rglob("*.arrow"))] == stamps
     assert again["train"].cache_files[0]["filename"] in map(str, arrow_files)
-    assert preparation_report("ferplus", ferplus_official, cache_dir=cache).splits["test"].kept == 3137
+    report = preparation_report("ferplus", ferplus_official, cache_dir=cache)
+    assert report.splits["test"].kept == 3137
+    # cross-split pixel copies among the kept (majority) faces; NOTES #24's 244 and 37 count copies among every
+    # image of the train and validation folders, the protocol's dropped ones included (tests/test_duplicates.py)
+    pairs = {(p.split, p.other): p.count for p in report.duplicates.pairs}
+    assert pairs == {("test", "train"): 232, ("test", "validation"): 35, ("validation", "train"): 231}
+    assert report.duplicates.rows == {"test": 254, "validation": 253, "train": 549}
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import pytest
 from modeling.evaluate import class_mapping, evaluate_split, hardest_mistakes, main, to_array
 from modeling.inference import FERPredictor
 from modeling.labels import FERPLUS_LABELS, RAFDB_LABELS
+from modeling.metrics import dedup_metrics
 from tests.tiny import tiny_mae_config
 from tests.tiny_classifier import save_tiny_classifier
 
@@ -37,6 +38,35 @@ def test_evaluate_cli_writes_metrics_confusion_matrix_and_hardest_examples_on_re
     assert (out / "hardest_ferplus_test.png").read_bytes()[:4] == b"\x89PNG"
     printed = capsys.readouterr().out
     assert f"accuracy           {report['accuracy']:.4f}" in printed and "recall neutral" in printed
+    # mini/ test has no pixel copy of a train or validation face: the de-duplicated figures are the same
+    assert report["dedup_samples"] == 40 and report["dedup_accuracy"] == report["accuracy"]
+    assert "de-duplicated: 40 examples without an exact pixel copy in another split" in printed
+
+
+def test_evaluate_reports_the_metrics_without_the_faces_that_have_a_pixel_copy_in_another_split(
+    tiny_dir, ferplus_mini_dir, tmp_path
+):
+    data = pytest.importorskip("modeling.data")
+    cache = tmp_path / "cache"
+    args = [str(tiny_dir), "--dataset_name", "ferplus", "--data_dir", str(ferplus_mini_dir), "--split", "validation"]
+    assert main([*args, "--output_dir", str(tmp_path), "--cache_dir", str(cache), "--num_hardest", "0"]) == 0
+    report = json.loads((tmp_path / "eval_ferplus_validation.json").read_text())
+
+    splits = data.load_fer_dataset("ferplus", ferplus_mini_dir, cache_dir=cache)
+    duplicate = data.find_duplicate_mask(splits, "validation")
+    assert duplicate.sum() == 2  # mini/ validation holds two faces of its train split
+    out = evaluate_split(FERPredictor(tiny_dir, device="cpu"), splits["validation"], batch_size=16)
+    assert report["dedup_samples"] == 38
+    assert report["dedup_accuracy"] == pytest.approx(np.mean(out["preds"][~duplicate] == out["refs"][~duplicate]))
+
+
+def test_dedup_metrics_leave_out_the_flagged_rows_and_report_no_metric_when_none_is_left():
+    preds, refs = np.array([0, 1, 1, 0, 2]), np.array([0, 1, 0, 0, 1])
+    m = dedup_metrics(preds, refs, np.array([False, False, True, False, True]), num_labels=3)
+    assert m == {"dedup_samples": 3, "dedup_accuracy": 1.0, "dedup_balanced_accuracy": 1.0, "dedup_macro_f1": 1.0}
+    assert dedup_metrics(preds, refs, np.ones(5, bool), num_labels=3) == {"dedup_samples": 0}
+    with pytest.raises(ValueError, match="4 duplicate flags for 5"):
+        dedup_metrics(preds, refs, np.zeros(4, bool), num_labels=3)
 
 
 def test_a_model_with_another_label_order_is_scored_by_class_name(tmp_path, ferplus_faces, mini_test_split):

@@ -1,6 +1,7 @@
 """The FER+ study driver keeps working: a seconds-long run on mini/ with two arms."""
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -19,8 +20,14 @@ def test_study_driver_runs_pretraining_then_arms_and_writes_the_table(ferplus_mi
     assert [r["arm"] for r in saved["runs"]] == ["A_scratch", "B_mae"]
     for row in saved["runs"]:
         assert 0.0 <= row["test_accuracy"] <= 1.0 and row["train_minutes"] > 0
+        # The audit trail of the selection: validation after each evaluation, the selected step, last or not.
+        steps = [step for step, _, _ in row["val_accuracy_per_eval"]]
+        assert steps == [1, 2] and row["selected_step"] in steps
+        assert row["selected_is_last"] == (row["selected_step"] == 2)
+        assert row["precision"].startswith(("bf16 autocast on CPU", "float32 on CPU"))
     table = (tmp_path / "ferplus_study.md").read_text()
     assert "majority-class baseline | - | 34.52" in table
+    assert len(re.findall(r"\| [\d.]+ of [\d.]+ \|", table)) == 2  # the selected epoch of each run
     # A second call finds every run finished and only collects.
     again = ferplus_study.main(["--tiny", "--work_dir", str(tmp_path), "--seeds", "0", "--arms", "A_scratch,B_mae"])
     assert again["runs"] == report["runs"]

@@ -177,6 +177,27 @@ def test_no_rendered_table_row_has_an_empty_cell_when_counts_and_metrics_are_mis
     assert "| note | n/a |" in text
 
 
+def test_de_duplicated_test_metrics_get_their_own_rows_with_the_count_left_out_and_no_empty_cell(tmp_path):
+    save_tiny_classifier(tmp_path)
+    results = {**ALL_RESULTS, "test_dedup_accuracy": 0.8712, "test_dedup_macro_f1": 0.6801, "test_dedup_samples": 2883}
+    report = {**RAFDB_REPORT, "dedup_accuracy": 0.5987, "dedup_balanced_accuracy": 0.5466, "dedup_samples": 3050}
+    text = write_model_card(
+        tmp_path, results, dataset_name="ferplus", dataset_config="majority", extra_evaluations=[report]
+    ).read_text()
+    assert "Without cross-split duplicates" in text
+    assert "| FER+ (majority) | test | 2883 of 3137 | 254 | 0.8712 | n/a | 0.6801 |" in text
+    assert "| RAF-DB | test | 3050 of 3068 | 18 | 0.5987 | 0.5466 | n/a |" in text
+    assert "| FER+ (majority) | validation | 3191 | 0.8912 |" in text  # the all-examples table is unchanged
+    assert all(all(row) for row in table_cells(text))
+    # the model index keeps the metrics on every example
+    results = ModelCard.load(tmp_path / "README.md").data.eval_results
+    got = {(r.dataset_type, r.dataset_split, r.metric_type): r.metric_value for r in results}
+    assert got[("ferplus", "test", "accuracy")] == 0.8843 and got[("rafdb", "test", "accuracy")] == 0.6021
+
+    no_dedup = write_model_card(tmp_path, ALL_RESULTS, dataset_name="ferplus").read_text()
+    assert "Without cross-split duplicates" not in no_dedup and "left out (copies)" not in no_dedup
+
+
 def test_without_a_hub_id_the_usage_snippet_loads_the_local_folder_and_says_how_to_push(tmp_path):
     from PIL import Image
     from transformers import pipeline
@@ -233,6 +254,7 @@ def test_a_max_steps_run_of_run_finetune_writes_a_card_with_what_ran_every_count
     text = (out / "README.md").read_text()
     assert "6 steps (1.5 epochs) of total batch 16" in text and "8 epoch" not in text
     assert "| FER+ | validation | 24 |" in text and "| FER+ | test | 20 |" in text
+    assert "| FER+ | test | 20 of 20 | 0 |" in text  # de-duplicated: mini/ test has no copies in train/validation
     assert all(all(row) for row in table_cells(text))
     (model_arg,) = SNIPPET_MODEL.findall(text)
     classify = pipeline("image-classification", model=model_arg, device="cpu")

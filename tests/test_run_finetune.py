@@ -3,6 +3,7 @@
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -45,14 +46,18 @@ def finetune_args(model, data_dir, out, cache, **extra):
     return to_argv(args)
 
 
-def run_finetune_main(argv):
+def import_run_finetune():
     sys.path.insert(0, str(ROOT))
     try:
         import run_finetune
 
-        return run_finetune.main(argv)
+        return run_finetune
     finally:
         sys.path.remove(str(ROOT))
+
+
+def run_finetune_main(argv):
+    return import_run_finetune().main(argv)
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +99,18 @@ def test_finetune_from_mae_trains_evaluates_predicts_and_saves_a_pipeline_ready_
     assert "model-index" in card and "pretrained as a masked autoencoder" in card
     assert set(saved["test_per_class_recall"]) <= set(FERPLUS_LABELS)
 
+    # de-duplicated test metrics: the faces without an exact pixel copy in train or validation, from the CSV
+    from modeling.data import find_duplicate_mask, load_fer_dataset
+
+    duplicate = find_duplicate_mask(
+        load_fer_dataset("ferplus", ferplus_mini_dir, cache_dir=tmp_path / "cache"), "test"
+    )
+    right = np.array([row.split(",")[1] == row.split(",")[2] for row in rows[1:]])
+    assert saved["test_dedup_samples"] == (~duplicate).sum() == 40  # mini/ test has no copies of train/validation
+    assert saved["test_dedup_accuracy"] == pytest.approx(right[~duplicate].mean()) == saved["test_accuracy"]
+    assert saved["test_dedup_macro_f1"] == pytest.approx(saved["test_macro_f1"])
+    assert "| FER+ | test | 40 of 40 | 0 |" in card
+
 
 def test_finetune_with_lora_and_mae_recipe_saves_a_merged_plain_checkpoint(pretrained, ferplus_mini_dir, tmp_path):
     from transformers import AutoModelForImageClassification
@@ -109,6 +126,65 @@ def test_finetune_with_lora_and_mae_recipe_saves_a_merged_plain_checkpoint(pretr
     assert not info["missing_keys"] and not info["unexpected_keys"]
     assert not any("lora" in k for k in model.state_dict())
     assert "test_accuracy" in json.loads((out / "all_results.json").read_text())
+
+
+class FixedTrainer:
+    """What predict() needs of a Trainer, answering fixed logits."""
+
+    def __init__(self, logits: np.ndarray):
+        self.logits, self.saved = logits, {}
+
+    def predict(self, dataset, metric_key_prefix: str):
+        return SimpleNamespace(predictions=self.logits)
+
+    def log_metrics(self, split, metrics):
+        pass
+
+    def save_metrics(self, split, metrics):
+        self.saved[split] = metrics
+
+    def is_world_process_zero(self):
+        return True
+
+
+def test_predict_adds_metrics_on_the_test_faces_without_a_pixel_copy_matching_the_predictions_csv(tmp_path):
+    import datasets
+
+    from modeling.metrics import fer_metrics
+
+    run_finetune = import_run_finetune()
+    names = ["a", "b", "c"]
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    preds = np.array([0, 1, 2, 1, 1, 0, 0, 2])  # wrong on rows 3, 5 (planted copies) and 7
+    test_set = datasets.Dataset.from_dict(
+        {"label": labels}, features=datasets.Features({"label": datasets.ClassLabel(names=names)})
+    )
+    duplicate = np.zeros(10, dtype=bool)  # over the full split: test_set is its first 8 rows
+    duplicate[[3, 5, 9]] = True
+    trainer = FixedTrainer(np.eye(3, dtype=np.float32)[preds] * 5)
+    args = (
+        trainer,
+        test_set,
+        lambda tf, flip=False: None,
+        None,
+        names,
+        False,
+        "test",
+        SimpleNamespace(output_dir=tmp_path),
+    )
+
+    metrics = run_finetune.predict(*args, duplicate)
+    assert trainer.saved["test"] is metrics
+    assert metrics["test_accuracy"] == pytest.approx(5 / 8)
+    assert metrics["test_dedup_samples"] == 6 and metrics["test_dedup_accuracy"] == pytest.approx(5 / 6)
+    rows = [r.split(",") for r in (tmp_path / "test_predictions.csv").read_text().splitlines()[1:]]
+    right = np.array([r[1] == r[2] for r in rows])
+    assert metrics["test_dedup_accuracy"] == pytest.approx(right[~duplicate[:8]].mean())
+    kept = fer_metrics(preds[~duplicate[:8]], labels[~duplicate[:8]], 3)
+    assert metrics["test_dedup_balanced_accuracy"] == pytest.approx(kept["balanced_accuracy"])
+    assert metrics["test_dedup_macro_f1"] == pytest.approx(kept["macro_f1"])
+
+    assert not any("dedup" in k for k in run_finetune.predict(*args))  # no mask (dataset too large): no keys
 
 
 def test_rafdb_style_dataset_without_validation_gets_a_stratified_carved_validation_split():

@@ -1,6 +1,7 @@
 """``python -m modeling.data NAME DATA_DIR [--config C] [--cache_dir D] [--strict]``.
 
-Prepares the cache and prints the per-split, per-class counts with the excluded and unusable items.
+Prepares the cache and prints the per-split, per-class counts with the excluded and unusable items, then
+the cross-split exact duplicates (images with the same decoded pixels in two splits; test split first).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache_dir", default=None, help="datasets cache folder (default: HF_DATASETS_CACHE)")
     parser.add_argument("--strict", action="store_true", help="fail on any corrupt/out-of-range/malformed item")
     parser.add_argument("--align", action="store_true", help="AffectNet: level the eyes before cropping")
+    parser.add_argument(
+        "--all_duplicates", action="store_true", help="name every cross-split duplicate, not the first 5 per pair"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     kwargs = {"align": True} if args.align else {}
@@ -31,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     dataset, report = load_with_report(args.name, args.data_dir, args.config, args.cache_dir, args.strict, **kwargs)
     seconds = time.perf_counter() - start
     total = sum(len(d) for d in dataset.values())
-    print(format_table(report))
+    print(format_table(report, max_duplicates=None if args.all_duplicates else 5))
     cache = fer_builder(args.name, args.data_dir, args.config, args.cache_dir, **kwargs).cache_dir
     print(f"{total:,} examples in {seconds:.1f} s ({total / max(seconds, 1e-9):,.0f} examples/s); cache: {cache}")
     return 0

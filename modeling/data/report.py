@@ -4,18 +4,36 @@ A builder fills one :class:`PreparationReport` while it streams the raw files; t
 saved as ``preparation_report.json`` next to the prepared Arrow files, so a later call that hits
 the cache can still show it (:func:`modeling.data.preparation_report`). ``format_table`` renders
 it for the ``python -m modeling.data`` command.
+
+The report also lists the cross-split exact duplicates (:mod:`modeling.data.duplicates`): per pair of
+splits, test first, how many rows of one have the same decoded pixels as a row of the other, and
+their file names. The search reads the prepared Arrow files, so it runs when a report without it is
+first loaded (right after a preparation, or from a cache written before it existed) and is saved
+back into the same ``preparation_report.json``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import re
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..cli import UserError
 
+if TYPE_CHECKING:
+    from .duplicates import Duplicate
+
+logger = logging.getLogger(__name__)
+
 REPORT_FILENAME = "preparation_report.json"
+# Evaluation splits first: the pair (test, train) reads "test rows with a copy in train".
+SPLIT_ORDER = ("test", "validation", "train")
 
 
 class DatasetLayoutError(UserError, FileNotFoundError):
@@ -65,6 +83,56 @@ def _kind(reason: str) -> str:
 
 
 @dataclass
+class DuplicateFile:
+    """A row of ``split`` (``index``, ``file``) and the files of ``other`` holding the same pixels."""
+
+    file: str
+    index: int
+    copies: list[str]
+
+
+@dataclass
+class DuplicatePair:
+    """``count`` rows of ``split`` have an exact pixel copy among the rows of ``other`` (``other_count`` of them)."""
+
+    split: str
+    other: str
+    count: int
+    other_count: int
+    files: list[DuplicateFile] = field(default_factory=list)
+
+
+@dataclass
+class Duplicates:
+    """Cross-split exact duplicates: ``rows`` per split with a copy in any other split, and every pair of splits."""
+
+    rows: dict[str, int]
+    pairs: list[DuplicatePair]
+    method: str = "md5 of the decoded uint8 pixels, modeling.data.duplicates.pixel_digest"
+
+    @classmethod
+    def from_found(cls, found: Mapping[str, Sequence[Duplicate]]) -> Duplicates:
+        """From :func:`~modeling.data.duplicates.cross_split_duplicates`; evaluation splits first in each pair."""
+        order = sorted(found, key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else len(SPLIT_ORDER), s))
+        pairs = []
+        for i, split in enumerate(order):
+            for other in reversed(order[i + 1 :]):  # test in train, test in validation, validation in train
+                files = [
+                    DuplicateFile(d.name, d.index, [row.name for row in d.copies[other]])
+                    for d in found[split]
+                    if other in d.copies
+                ]
+                other_count = sum(1 for d in found[other] if split in d.copies)
+                pairs.append(DuplicatePair(split, other, len(files), other_count, files))
+        return cls({split: len(found[split]) for split in order}, pairs)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Duplicates:
+        pairs = [DuplicatePair(**{**p, "files": [DuplicateFile(**f) for f in p["files"]]}) for p in d["pairs"]]
+        return cls(dict(d["rows"]), pairs, d.get("method", cls.method))
+
+
+@dataclass
 class PreparationReport:
     """Everything ``python -m modeling.data`` prints; ``splits`` maps split name to :class:`SplitReport`."""
 
@@ -72,6 +140,7 @@ class PreparationReport:
     config: str
     class_names: list[str]
     splits: dict[str, SplitReport] = field(default_factory=dict)
+    duplicates: Duplicates | None = None  # None: not searched yet (see find_duplicates)
 
     def split(self, name: str) -> SplitReport:
         return self.splits.setdefault(name, SplitReport())
@@ -95,16 +164,45 @@ class PreparationReport:
             )
             for name, s in d["splits"].items()
         }
-        return cls(dataset=d["dataset"], config=d["config"], class_names=list(d["class_names"]), splits=splits)
+        duplicates = Duplicates.from_dict(d["duplicates"]) if d.get("duplicates") is not None else None
+        return cls(
+            dataset=d["dataset"],
+            config=d["config"],
+            class_names=list(d["class_names"]),
+            splits=splits,
+            duplicates=duplicates,
+        )
 
     def save(self, directory: str | Path) -> Path:
+        """Writes ``directory/preparation_report.json`` atomically (readers never see half a file)."""
         path = Path(directory) / REPORT_FILENAME
-        path.write_text(json.dumps(self.to_dict(), indent=1))
+        partial = path.with_name(f".{REPORT_FILENAME}.{os.getpid()}")
+        partial.write_text(json.dumps(self.to_dict(), indent=1))
+        os.replace(partial, path)
         return path
 
     @classmethod
     def load(cls, directory: str | Path) -> PreparationReport:
-        return cls.from_dict(json.loads((Path(directory) / REPORT_FILENAME).read_text()))
+        """The report in ``directory``; one without the duplicate search gets it now, saved back (best effort)."""
+        report = cls.from_dict(json.loads((Path(directory) / REPORT_FILENAME).read_text()))
+        if report.duplicates is None and report.find_duplicates(directory) is not None:
+            try:
+                report.save(directory)
+            except OSError as e:  # a read-only cache: keep the result for this call only
+                logger.warning("Could not save the duplicate search into %s: %s", directory, e)
+        return report
+
+    def find_duplicates(self, directory: str | Path) -> Duplicates | None:
+        """Searches the prepared Arrow files in ``directory`` for cross-split pixel copies (``None``: no files)."""
+        from .duplicates import cross_split_duplicates
+
+        splits = _arrow_splits(directory, self.dataset)
+        if not splits:
+            return None
+        logger.info("%s (%s): searching %d images for cross-split pixel copies (once, then cached in %s)",
+                    self.dataset, self.config, sum(map(len, splits.values())), REPORT_FILENAME)  # fmt: skip
+        self.duplicates = Duplicates.from_found(cross_split_duplicates(splits))
+        return self.duplicates
 
     def raise_if_problems(self, limit: int = 20) -> None:
         """The ``strict=True`` check: one error listing (up to ``limit``) bad items by file name."""
@@ -120,8 +218,28 @@ class PreparationReport:
         )
 
 
-def format_table(report: PreparationReport, max_problems: int = 50) -> str:
-    """A plain-text table: one row per split with kept, per-class, excluded and unreadable counts."""
+def _arrow_splits(directory: str | Path, dataset: str) -> dict:
+    """``{split: Dataset}`` of the Arrow files datasets wrote in ``directory`` (``<dataset>-<split>[-k-of-n].arrow``)."""
+    import datasets
+
+    pattern = re.compile(re.escape(dataset) + r"-(?P<split>\w+?)(?:-\d{5}-of-\d{5})?\.arrow")
+    shards: dict[str, list[Path]] = {}
+    for path in sorted(Path(directory).glob("*.arrow")):
+        match = pattern.fullmatch(path.name)
+        if match:
+            shards.setdefault(match["split"], []).append(path)
+    return {
+        split: datasets.concatenate_datasets([datasets.Dataset.from_file(str(p)) for p in paths])
+        for split, paths in shards.items()
+    }
+
+
+def format_table(report: PreparationReport, max_problems: int = 50, max_duplicates: int | None = 5) -> str:
+    """A plain-text table: one row per split with kept, per-class, excluded and unreadable counts.
+
+    Then the cross-split exact duplicates, per pair of splits, with up to ``max_duplicates`` file names
+    per pair (``None``: all of them).
+    """
     splits = list(report.splits)
     header = ["", *splits]
     rows: list[list[str]] = [["kept", *(f"{report.splits[s].kept:,}" for s in splits)]]
@@ -137,6 +255,8 @@ def format_table(report: PreparationReport, max_problems: int = 50) -> str:
         rows.append([f"unusable: {kind}", *(str(report.splits[s].problem_counts().get(kind, 0)) for s in splits)])
     if not kinds:
         rows.append(["unusable", *("0" for _ in splits)])
+    if report.duplicates is not None:
+        rows.append(["copies in other splits", *(_fmt(report.duplicates.rows.get(s)) for s in splits)])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [f"{report.dataset} ({report.config})"]
     for r in [header, *rows]:
@@ -147,6 +267,19 @@ def format_table(report: PreparationReport, max_problems: int = 50) -> str:
         lines += [f"  {p.file}: {p.reason}" for p in problems[:max_problems]]
         if len(problems) > max_problems:
             lines.append(f"  ... and {len(problems) - max_problems} more (see {REPORT_FILENAME})")
+    if report.duplicates is not None and report.duplicates.pairs:
+        lines.append(f"cross-split exact duplicates ({report.duplicates.method}):")
+        for pair in report.duplicates.pairs:
+            kept = report.splits[pair.split].kept if pair.split in report.splits else None
+            of = f" of {kept:,}" if kept is not None else ""
+            lines.append(
+                f"  {pair.split} in {pair.other}: {pair.count:,}{of} {pair.split} images have a copy "
+                f"({pair.other_count:,} {pair.other} images)"
+            )
+            shown = pair.files if max_duplicates is None else pair.files[:max_duplicates]
+            lines += [f"    {f.file} = {', '.join(f.copies)}" for f in shown]
+            if len(shown) < len(pair.files):
+                lines.append(f"    ... and {len(pair.files) - len(shown)} more (see {REPORT_FILENAME})")
     return "\n".join(lines)
 
 
