@@ -1,0 +1,52 @@
+"""The issue-14 search driver: trials run through the package's scripts, on validation only, and are recorded."""
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_search_runs_an_mae_trial_then_a_fine_tuning_trial_from_it_and_never_scores_the_test_split(
+    ferplus_mini_dir, tmp_path, monkeypatch
+):
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import ferplus_search
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    trials = {
+        "mae_tiny": {"recipe": ferplus_search.MAE, "about": "MAE", "flags": ["--patch_size", "8"]},
+        "ft_tiny": {"recipe": ferplus_search.FINETUNE, "about": "from the MAE", "flags": [], "init": "mae_tiny"},
+    }
+    monkeypatch.setattr(ferplus_search, "TRIALS", trials)
+    report = ferplus_search.main(["--tiny", "--work_dir", str(tmp_path)])
+    mae, ft = report["trials"]
+    assert mae["script"] == "run_mae.py" and mae["eval_loss"] > 0
+    assert ft["script"] == "run_finetune.py" and ft["init"] == "mae_tiny" and 0 <= ft["accuracy"] <= 1
+    assert [step for step, _, _ in ft["val_accuracy_per_eval"]] == [1, 2]
+    saved = json.loads((tmp_path / "ft_tiny" / "all_results.json").read_text())
+    assert not any(k.startswith("test_") for k in saved)  # the search never looks at the test split
+    table = (tmp_path / "ferplus_search.md").read_text()
+    assert "| mae_tiny | MAE |" in table and "| ft_tiny | from the MAE |" in table
+    # A second call finds both trials finished, runs nothing and keeps the records.
+    assert ferplus_search.main(["--tiny", "--work_dir", str(tmp_path)])["trials"] == report["trials"]
+
+
+def test_every_search_trial_parses_with_its_script():
+    sys.path.insert(0, str(ROOT / "bench"))
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        import ferplus_search
+        from test_recipes import parser_for
+
+        from modeling.recipes import parse_script_args
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+        sys.path.remove(str(ROOT / "tests"))
+    for name, trial in ferplus_search.TRIALS.items():
+        path = ROOT / trial["recipe"]
+        model_args, data_args, training_args = parse_script_args(parser_for(path), [str(path), *trial["flags"]])
+        assert data_args.data_dir, name
+        if path.name == "search_ferplus_finetune.json":
+            assert not training_args.do_predict, f"{name} would score the test split"
