@@ -34,6 +34,7 @@ _EXPORTS = {
     "build_train_transform": "transforms",
     "build_eval_transform": "transforms",
     "FERPredictor": "inference",
+    "default_model_dir": "shipped",
     "FaceDetector": "faces",
     "HaarFaceDetector": "faces",
     "write_model_card": "model_card",

@@ -1,6 +1,8 @@
 """``fer-predict``: facial expressions of the faces in images, folders and videos, as JSON lines.
 
-    fer-predict MODEL photo.jpg photos/ clip.mp4 --annotate annotated/ --output faces.jsonl
+    fer-predict photo.jpg photos/ clip.mp4 --annotate annotated/ --output faces.jsonl --model DIR_OR_HUB_ID
+
+Without ``--model``, the model shipped with the package (``modeling.default_model_dir()``) is used.
 
 One line per face: ``{"file", "frame", "box": [x, y, w, h], "label", "score", "scores"}``
 (``frame`` is null for images). An unreadable file, an image without a face or a video without
@@ -21,8 +23,10 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from .cli import UsageError, run_main
 from .faces import Box, FaceDetector, HaarFaceDetector, crop_face
 from .inference import FERPredictor, NotAnImageClassifierError
+from .shipped import default_model_dir, holds_model
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +38,13 @@ VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".m
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="fer-predict", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("model", help="Local model directory or Hub id of an image classifier")
     p.add_argument("inputs", nargs="+", help="Image files, folders (searched recursively) or video files")
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="DIR_OR_HUB_ID",
+        help="Local model directory or Hub id of an image classifier (default: the model shipped with the package)",
+    )
     p.add_argument("--output", default="-", help="JSON lines file (default: stdout)")
     p.add_argument("--annotate", default=None, help="Folder for copies of the images with boxes and labels drawn")
     p.add_argument("--no_detect", action="store_true", help="Treat every image as a face crop (no face detection)")
@@ -49,7 +58,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--onnx", default=None, help="Run this exported .onnx file with ONNX Runtime instead of PyTorch")
     p.add_argument("--no_progress", action="store_true", help="No progress bar")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # `fer-predict a.jpg --model M b.jpg` too
     if args.every_n_frames < 1 or args.batch_size < 1:
         p.error("--every_n_frames and --batch_size must be positive")
     return args
@@ -236,8 +245,23 @@ def run(args: argparse.Namespace, out: TextIO) -> dict[str, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``fer-predict`` script: 0, 1 if no input could be read, 2 after one line on stderr for a user error.
+
+    It is the console script's entry point itself, so it goes through :func:`~modeling.cli.run_main` here.
+    """
+    return run_main(lambda: _main(argv), "fer-predict")
+
+
+def _main(argv: Sequence[str] | None) -> int:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     args = parse_args(argv)
+    for item in args.inputs:  # the model used to be the first positional argument: say so, do not classify its PNGs
+        if Path(item).is_dir() and holds_model(Path(item)):
+            raise UsageError(f"{item} is a model folder, not an input: pass it as --model {item}")
+    default = args.model is None
+    if default:
+        args.model = str(default_model_dir())  # NoDefaultModelError (a UserError) says to pass --model
+    print(f"fer-predict: model {args.model}" + (" (the default model)" if default else ""), file=sys.stderr)
     out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
     try:
         counts = run(args, out)

@@ -90,7 +90,8 @@ def test_the_rendered_markdown_states_the_label_order_usage_risks_and_citation(c
     for i, name in enumerate(FERPLUS_LABELS):
         assert f"| {i} | {name} |" in text
     assert 'pipeline("image-classification", model="someone/fer-vit-tiny-ferplus")' in text
-    assert "fer-predict someone/fer-vit-tiny-ferplus" in text
+    usage = "fer-predict photo.jpg photos/ clip.mp4 --annotate annotated/ --output faces.jsonl"
+    assert f"{usage} --model someone/fer-vit-tiny-ferplus\n" in text
     assert "![Confusion matrix](confusion_matrix_ferplus_test.png)" in text
     assert "| contempt | 0.3000 |" in text  # per-class recall from test_per_class_recall
     for phrase in (
@@ -209,7 +210,7 @@ def test_without_a_hub_id_the_usage_snippet_loads_the_local_folder_and_says_how_
     assert Path(model_arg) == model_dir
     assert f"python -m modeling.push {model_arg} user/name" in text
     assert "works in place of the folder" in text
-    assert f"fer-predict {model_arg} crops/ --no_detect" in text
+    assert f"fer-predict crops/ --no_detect --model {model_arg}" in text
     assert ModelCard.load(model_dir / "README.md").data.to_dict()["model-index"][0]["name"] == "fer-vit-tiny"
 
     classify = pipeline("image-classification", model=model_arg, device="cpu")

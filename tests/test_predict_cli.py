@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from modeling import shipped
 from modeling.faces import HaarFaceDetector, iou
 from modeling.inference import FERPredictor
 from modeling.predict import main
@@ -49,7 +50,7 @@ def test_no_detect_on_a_folder_of_real_crops_gives_the_predictors_labels(tiny_di
         Image.fromarray(crop).save(folder / f"{i:03d}.png")
     out = tmp_path / "out.jsonl"
 
-    assert main([str(tiny_dir), str(folder), "--no_detect", "--batch_size", "8", "--output", str(out)]) == 0
+    assert main([str(folder), "--no_detect", "--batch_size", "8", "--output", str(out), "--model", str(tiny_dir)]) == 0
 
     lines = _read_lines(out)
     expected = FERPredictor(tiny_dir, device="cpu").predict(list(crops))
@@ -71,9 +72,8 @@ def test_bad_inputs_are_reported_per_file_and_the_run_goes_on(tiny_dir, face_can
     writer.release()
     out, annotated = tmp_path / "out.jsonl", tmp_path / "annotated"
 
-    status = main(
-        [str(tiny_dir), str(inputs), "--every_n_frames", "2", "--output", str(out), "--annotate", str(annotated)]
-    )
+    argv = [str(inputs), "--every_n_frames", "2", "--output", str(out), "--annotate", str(annotated)]
+    status = main([*argv, "--model", str(tiny_dir)])
 
     assert status == 0
     by_file = {}
@@ -104,7 +104,8 @@ def test_inputs_without_a_detected_face_suggest_no_detect_for_face_crops(tiny_di
         writer.write(grey)
     writer.release()
 
-    assert main([str(tiny_dir), str(tmp_path / "crop.png"), str(tmp_path / "crops.avi"), "--every_n_frames", "1"]) == 0
+    argv = [str(tmp_path / "crop.png"), str(tmp_path / "crops.avi"), "--every_n_frames", "1", "--model", str(tiny_dir)]
+    assert main(argv) == 0
 
     captured = capsys.readouterr()
     image, video = [json.loads(line) for line in captured.out.splitlines()]
@@ -116,7 +117,8 @@ def test_inputs_without_a_detected_face_suggest_no_detect_for_face_crops(tiny_di
 def test_the_exit_status_is_nonzero_when_nothing_could_be_read(tiny_dir, tmp_path, capsys):
     (tmp_path / "x.png").write_bytes(b"garbage")
     (tmp_path / "y.avi").write_bytes(b"garbage")
-    status = main([str(tiny_dir), str(tmp_path / "x.png"), str(tmp_path / "y.avi"), str(tmp_path / "missing.jpg")])
+    inputs = [str(tmp_path / "x.png"), str(tmp_path / "y.avi"), str(tmp_path / "missing.jpg")]
+    status = main([*inputs, "--model", str(tiny_dir)])
     assert status == 1
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [rec["file"].rsplit("/", 1)[-1] for rec in lines] == ["x.png", "y.avi", "missing.jpg"]
@@ -128,14 +130,22 @@ def test_a_model_that_is_not_an_image_classifier_stops_the_cli_with_a_clear_mess
 
     ViTMAEForPreTraining(tiny_mae_config()).save_pretrained(tmp_path / "mae")
     Image.fromarray(np.zeros((48, 48), np.uint8)).save(tmp_path / "face.png")
-    assert main([str(tmp_path / "mae"), str(tmp_path / "face.png"), "--no_detect"]) == 2
+    assert main([str(tmp_path / "face.png"), "--no_detect", "--model", str(tmp_path / "mae")]) == 2
     assert "not an image classifier" in capsys.readouterr().err
 
 
 def test_python_dash_m_modeling_predict_runs_end_to_end(tiny_dir, ferplus_faces, tmp_path):
     Image.fromarray(ferplus_faces[0][0]).save(tmp_path / "face.png")
     proc = subprocess.run(
-        [sys.executable, "-m", "modeling.predict", str(tiny_dir), str(tmp_path / "face.png"), "--no_detect"],
+        [
+            sys.executable,
+            "-m",
+            "modeling.predict",
+            str(tmp_path / "face.png"),
+            "--no_detect",
+            "--model",
+            str(tiny_dir),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -143,3 +153,53 @@ def test_python_dash_m_modeling_predict_runs_end_to_end(tiny_dir, ferplus_faces,
     assert proc.returncode == 0, proc.stderr
     (record,) = [json.loads(line) for line in proc.stdout.splitlines()]
     assert record["label"] in record["scores"] and record["file"].endswith("face.png")
+
+
+def test_without_model_the_default_model_classifies_and_is_named_on_stderr(
+    tiny_dir, ferplus_faces, tmp_path, monkeypatch, capsys
+):
+    for i, crop in enumerate(ferplus_faces[0][:6]):
+        Image.fromarray(crop).save(tmp_path / f"{i}.png")
+    assert main([str(tmp_path), "--no_detect", "--model", str(tiny_dir)]) == 0
+    explicit = capsys.readouterr()
+    monkeypatch.setenv(shipped.ENV_VAR, str(tiny_dir))  # stands in for a model shipped in modeling/default_model/
+
+    assert main([str(tmp_path), "--no_detect"]) == 0
+
+    default = capsys.readouterr()
+    assert default.out == explicit.out and len(default.out.splitlines()) == 6
+    assert f"fer-predict: model {tiny_dir.resolve()} (the default model)\n" in default.err
+    assert f"fer-predict: model {tiny_dir}\n" in explicit.err
+
+
+def test_without_model_and_without_a_shipped_model_the_cli_exits_2_with_one_line_saying_to_pass_model(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.delenv(shipped.ENV_VAR, raising=False)
+    monkeypatch.setattr(shipped, "files", lambda package: tmp_path / "package")  # a package with no default_model/
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(tmp_path / "face.png")
+
+    assert main([str(tmp_path / "face.png"), "--no_detect", "--output", str(tmp_path / "out.jsonl")]) == 2
+
+    captured = capsys.readouterr()
+    (line,) = captured.err.splitlines()
+    assert line.startswith("fer-predict: error: this version or checkout of fer-mae ships no default model")
+    assert "pass --model DIR_OR_HUB_ID" in line
+    assert captured.out == "" and not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_model_folder_given_as_an_input_the_old_way_is_a_usage_error_naming_model(tiny_dir, tmp_path, capsys):
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(tmp_path / "face.png")
+    assert main([str(tiny_dir), str(tmp_path / "face.png"), "--no_detect"]) == 2
+    assert f"is a model folder, not an input: pass it as --model {tiny_dir}" in capsys.readouterr().err
+
+
+def test_model_may_come_before_between_or_after_the_inputs(tiny_dir, ferplus_faces, tmp_path, capsys):
+    a, b = str(tmp_path / "a.png"), str(tmp_path / "b.png")
+    for path, crop in zip((a, b), ferplus_faces[0][:2]):
+        Image.fromarray(crop).save(path)
+    outputs = []
+    for argv in (["--model", str(tiny_dir), a, b], [a, "--model", str(tiny_dir), b], [a, b, "--model", str(tiny_dir)]):
+        assert main([*argv, "--no_detect"]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] == outputs[2] and len(outputs[0].splitlines()) == 2
