@@ -1,20 +1,36 @@
-"""Throughput of FERPredictor (batched torch preprocessing) against pipeline("image-classification").
+"""CPU and GPU inference paths of FERPredictor against pipeline("image-classification"), in process and whole process.
 
-    python bench/inference.py --tiny                      # tiny random model, for a quick check / test
-    python bench/inference.py --size base --image_size 224  # random ViT-B/16 at 224 (a real model's cost)
-    python bench/inference.py --model path/to/finetuned --device cuda
+    python bench/inference.py                                   # small and base presets at 224 px, every path
+    python bench/inference.py --model path/to/finetuned --sizes # a trained model only (meaningful label agreement)
+    python bench/inference.py --emulate_avx2                    # torch capped at AVX2: an AVX2-only EPYC's kernels
+    python bench/inference.py --tiny                            # tiny random model, quick (tests/test_bench_inference.py)
 
-Both paths classify the same real FER+ faces (48x48 gray, from ../shared/data/ferplus
-``<split>_images.npz``) with the same saved model and batch size. Prints one JSON object:
-the median seconds and images/s over ``--repeats`` timed runs (after one warm-up run) of
-each path, their ratio, and the label agreement of the two paths.
+Paths (``--paths``): ``fp32`` (eager float32), ``bf16`` (autocast; run only on CUDA or a CPU with bf16 units, it
+is emulated ~250x slower elsewhere, NOTES #23), ``int8`` (torch dynamic quantization of the linear layers,
+``fer-predict --precision int8``), ``onnx`` and ``onnx_int8`` (ONNX Runtime on the export of
+``modeling.export``, float32 and with ``--int8``). Every path classifies the same real FER+ faces (48x48 gray,
+``<split>_images.npz`` of ``--data_dir``) with the same saved model and batch size; ``pipeline()`` is float32.
+
+Two kinds of figure, medians of several runs interleaved run by run:
+
+- in process: one ``FERPredictor`` per path and one ``pipeline()`` over the faces in memory (after a warm-up run),
+  and the batch-1 latency (one face per call);
+- whole process: ``fer-predict --no_detect`` (``python -m modeling.predict``) over a folder of the faces as PNG
+  files, against a child process running a ``pipeline()`` over the same files, start-up and model loading included.
+
+Label agreement with float32 on the same faces, the max abs logit difference and the float32 top-2 margins are
+reported per path. An untrained preset model has no learned decision boundaries (its logits are often near-uniform),
+so its agreement is a weak check: the max logit difference, and the agreement on a trained model (``--model``), are
+the real ones. The FER+ accuracy of each arithmetic: ``python -m modeling.evaluate MODEL ... --precision int8``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +41,20 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ferplus"
+PATHS = ("fp32", "bf16", "int8", "onnx", "onnx_int8")
+# Caps torch's own kernels (ATen), oneDNN, fbgemm (int8) and MKL (float32 GEMM) to AVX2, which imitates an AVX2-only
+# EPYC on a CPU with AVX-512 (same cores and caches otherwise). ONNX Runtime's MLAS has no such switch.
+AVX2_CAPS = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+}
+WEAK_CHECK_NOTE = (
+    "An untrained (random) model's logits carry no learned decision boundaries (often near-uniform: top-2 margins "
+    "near 0), so label agreement on it is a weak check; there max_abs_logit_diff against fp32_logit_std is the "
+    "measure. On a trained model (--model, trained: true) label agreement is meaningful."
+)
 
 
 def build_random_model(out_dir: Path, size: str, image_size: int, patch_size: int, tiny: bool) -> Path:
@@ -45,107 +75,344 @@ def build_random_model(out_dir: Path, size: str, image_size: int, patch_size: in
     return out_dir
 
 
-def timed(fn, repeats: int) -> tuple[list[float], object]:
-    result = fn()  # warm-up
+def timed(fn, repeats: int) -> list[float]:
+    fn()  # warm-up
     runs = []
     for _ in range(repeats):
         start = time.perf_counter()
-        result = fn()
+        fn()
         runs.append(time.perf_counter() - start)
-    return runs, result
+    return runs
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=None, help="Saved classifier directory (default: a random model, see --size)")
-    p.add_argument("--tiny", action="store_true", help="Random tiny model (hidden 32, 2 layers, image 32, patch 8)")
-    p.add_argument("--size", default="base", help="Preset of the random model: tiny, small, base, large")
-    p.add_argument("--image_size", type=int, default=224)
-    p.add_argument("--patch_size", type=int, default=16)
-    p.add_argument("--data_dir", default=str(DEFAULT_DATA), help="FER+ folder holding <split>_images.npz")
-    p.add_argument("--split", default="valid")
-    p.add_argument("--num_images", type=int, default=512)
-    p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast in FERPredictor (CUDA or a bf16-capable CPU)")
-    p.add_argument("--latency_repeats", type=int, default=20, help="Single-image calls timed for batch-1 latency")
-    args = p.parse_args(argv)
+def summary(runs: list[float], n: int) -> dict:
+    med = statistics.median(runs)
+    return {"median_s": round(med, 4), "images_per_s": round(n / med, 1), "runs_s": [round(t, 4) for t in runs]}
 
+
+def skip_reason(path: str, device: str) -> str | None:
+    """Why ``path`` does not run here, or None."""
+    from modeling.precision import int8_engine, native_bf16_units
+
+    on_cpu = torch.device(device).type == "cpu"
+    if path == "bf16" and on_cpu and not native_bf16_units():
+        return "no bf16 units on this CPU (or capped): bf16 would be emulated, ~250x slower than float32 (NOTES #23)"
+    if path == "int8" and not (on_cpu and int8_engine()):
+        return "int8 dynamic quantization needs the CPU and torch.ao.quantization" if on_cpu else "CPU only"
+    if path.startswith("onnx"):
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return "onnxruntime is not installed (pip install -e '.[onnx]')"
+        if not on_cpu:
+            return "benchmarked on CPU only"
+    return None
+
+
+def logit_comparison(logits: torch.Tensor, reference: torch.Tensor) -> dict:
+    """Agreement of ``logits [N, C]`` with the float32 ``reference [N, C]``; margins are the reference's top-2 gaps."""
+    top2 = reference.topk(2, dim=1).values
+    margin = top2[:, 0] - top2[:, 1]
+    diff = (logits - reference).abs().max(dim=1).values
+    same = logits.argmax(1) == reference.argmax(1)
+    safe = margin > 2 * diff.max()  # no logit error this size can flip these
+    return {
+        "label_agreement": round(float(same.float().mean()), 4),
+        "max_abs_logit_diff": round(float(diff.max()), 5),
+        "median_abs_logit_diff": round(float(diff.median()), 5),
+        "fp32_logit_std": round(float(reference.std()), 4),
+        "fp32_top2_margin_median": round(float(margin.median()), 5),
+        "share_with_margin_over_2x_max_diff": round(float(safe.float().mean()), 4),
+    }
+
+
+def all_logits(predictor, crops: list[np.ndarray], batch_size: int) -> torch.Tensor:
+    chunks = [
+        predictor.logits(predictor.preprocess(crops[i : i + batch_size])) for i in range(0, len(crops), batch_size)
+    ]
+    return torch.cat(chunks)
+
+
+def in_process(model_dir: Path, onnx_files: dict, paths: list[str], crops, args) -> dict:
     from PIL import Image
+    from transformers import pipeline
+
+    from modeling.inference import FERPredictor
+
+    predictors = {}
+    for path in paths:
+        if path.startswith("onnx"):
+            predictors[path] = FERPredictor(model_dir, device=args.device, onnx=onnx_files[path])
+        else:
+            predictors[path] = FERPredictor(model_dir, device=args.device, precision=path)
+    pipe = pipeline("image-classification", model=str(model_dir), device=args.device)
+    pil = [Image.fromarray(f) for f in crops]
+
+    def sync():
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    runners = {
+        p: (lambda pr=pr: (pr.predict(crops, batch_size=args.batch_size), sync())) for p, pr in predictors.items()
+    }
+    runners["pipeline"] = lambda: (pipe(pil, batch_size=args.batch_size, top_k=1), sync())
+    for fn in runners.values():  # warm-up
+        fn()
+    runs: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(args.repeats):  # interleaved, so that a busy moment hits every path alike
+        for name, fn in runners.items():
+            start = time.perf_counter()
+            fn()
+            runs[name].append(time.perf_counter() - start)
+    one, one_pil = crops[:1], pil[:1]
+    latency = {
+        p: timed(lambda pr=pr: (pr.predict(one, batch_size=1), sync()), args.latency_repeats)
+        for p, pr in predictors.items()
+    }
+    latency["pipeline"] = timed(lambda: (pipe(one_pil, top_k=1), sync()), args.latency_repeats)
+
+    n = len(crops)
+    report = {name: summary(r, n) for name, r in runs.items()}
+    pipe_med = report["pipeline"]["median_s"]
+    fp32_med = report["fp32"]["median_s"] if "fp32" in report else None
+    for name in predictors:
+        report[name]["speedup_over_pipeline"] = round(pipe_med / report[name]["median_s"], 2)
+        if fp32_med:
+            report[name]["speedup_over_fp32"] = round(fp32_med / report[name]["median_s"], 2)
+        report[name]["precision"] = predictors[name].precision
+    for name, r in latency.items():
+        report[name]["batch1_latency_ms"] = round(1000 * statistics.median(r), 2)
+
+    # Labels and logits: every path against eager float32 on the same faces
+    reference = all_logits(predictors["fp32"], crops, args.batch_size) if "fp32" in predictors else None
+    pipe_labels = [r[0]["label"] for r in pipe(pil, batch_size=args.batch_size, top_k=1)]
+    for name, predictor in predictors.items():
+        logits = all_logits(predictor, crops, args.batch_size)
+        labels = [predictor.labels[i] for i in logits.argmax(1).tolist()]
+        report[name]["label_agreement_with_pipeline"] = round(
+            float(np.mean([a == b for a, b in zip(labels, pipe_labels)])), 4
+        )
+        if reference is not None and name != "fp32":
+            report[name]["vs_fp32"] = logit_comparison(logits, reference)
+    return report
+
+
+def pipeline_child(argv: list[str]) -> int:
+    """Child process of the whole-process baseline: ``pipeline()`` over the PNG files of a folder; labels to a file."""
+    p = argparse.ArgumentParser()
+    p.add_argument("folder")
+    p.add_argument("--model", required=True)
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--output", required=True)
+    args = p.parse_args(argv)
     from transformers import pipeline
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    files = sorted(str(f) for f in Path(args.folder).glob("*.png"))
+    pipe = pipeline("image-classification", model=args.model, device=args.device)
+    labels = [r[0]["label"] for r in pipe(files, batch_size=args.batch_size, top_k=1)]
+    Path(args.output).write_text(json.dumps(labels))
+    return 0
 
+
+def whole_process(model_dir: Path, onnx_files: dict, paths: list[str], folder: Path, work: Path, args) -> dict:
+    threads = ["--threads", str(args.threads)] if args.threads else []
+    commands = {}
+    for path in paths:
+        how = ["--onnx", str(onnx_files[path])] if path.startswith("onnx") else ["--precision", path]
+        out = work / f"{path}.jsonl"
+        commands[path] = (
+            [sys.executable, "-m", "modeling.predict", str(folder), "--no_detect", "--model", str(model_dir),
+             "--batch_size", str(args.batch_size), "--device", args.device, "--no_progress", "--output", str(out),
+             *how, *threads],
+            out,
+        )  # fmt: skip
+    out = work / "pipeline.json"
+    commands["pipeline"] = (
+        [sys.executable, str(Path(__file__).resolve()), "--pipeline_child", str(folder), "--model", str(model_dir),
+         "--batch_size", str(args.batch_size), "--device", args.device, "--output", str(out), *threads],
+        out,
+    )  # fmt: skip
+    runs: dict[str, list[float]] = {name: [] for name in commands}
+    logs: dict[str, str] = {}
+    for _ in range(args.process_repeats):
+        for name, (cmd, _) in commands.items():
+            start = time.perf_counter()
+            done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+            runs[name].append(time.perf_counter() - start)
+            if done.returncode != 0:
+                raise RuntimeError(f"{name} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+            logs[name] = done.stderr
+    labels = {}
+    for name, (_, out) in commands.items():
+        if name == "pipeline":
+            labels[name] = json.loads(out.read_text())
+        else:
+            labels[name] = [json.loads(line)["label"] for line in out.read_text().splitlines()]
+    n = len(labels["pipeline"])
+    report = {name: summary(r, n) for name, r in runs.items()}
+    pipe_med = report["pipeline"]["median_s"]
+    for name in paths:
+        report[name]["speedup_over_pipeline"] = round(pipe_med / report[name]["median_s"], 2)
+        if "fp32" in report:
+            report[name]["speedup_over_fp32"] = round(report["fp32"]["median_s"] / report[name]["median_s"], 2)
+        said = [line for line in logs[name].splitlines() if line.startswith("fer-predict: precision: ")]
+        report[name]["stderr_precision_line"] = said[0] if said else None
+        agree = np.mean([a == b for a, b in zip(labels[name], labels["pipeline"])])
+        report[name]["label_agreement_with_pipeline"] = round(float(agree), 4)
+        if "fp32" in labels and name != "fp32":
+            report[name]["label_agreement_with_fp32"] = round(
+                float(np.mean([a == b for a, b in zip(labels[name], labels["fp32"])])), 4
+            )
+    return report
+
+
+def bench_model(name: str, model_dir: Path, trained: bool, crops, args, work: Path) -> dict:
+    from PIL import Image
+
+    from modeling.export import export_onnx, quantize_onnx_int8
     from modeling.inference import FERPredictor
+    from modeling.precision import choose_inference_precision, int8_engine, native_bf16_units
+
+    on_cpu = torch.device(args.device).type == "cpu"
+    probe = FERPredictor(model_dir, device="cpu", precision="fp32")
+    image_size, tokens = probe.size[0], probe.tokens
+    del probe  # a whole model: not kept through the timings
+    units, int8_ok = (native_bf16_units(), int8_engine() is not None) if on_cpu else ([], False)
+    auto = choose_inference_precision(torch.device(args.device).type, "auto", units, int8_ok, tokens)
+    skipped = {p: why for p in args.paths if (why := skip_reason(p, args.device))}
+    paths = [p for p in args.paths if p not in skipped]
+    onnx_files, export_s = {}, {}
+    if any(p.startswith("onnx") for p in paths):
+        start = time.perf_counter()
+        onnx_files["onnx"] = export_onnx(model_dir, work / "model.onnx")
+        export_s["onnx"] = round(time.perf_counter() - start, 2)
+        if "onnx_int8" in paths:
+            start = time.perf_counter()
+            onnx_files["onnx_int8"] = quantize_onnx_int8(onnx_files["onnx"], work / "model_int8.onnx")
+            export_s["onnx_int8"] = round(time.perf_counter() - start, 2)
+    report = {
+        "model": name,
+        "trained": trained,
+        "image_size": image_size,
+        "tokens_per_image": tokens,
+        "auto_precision": auto[0],
+        "auto_why": auto[1],
+        "skipped": skipped,
+        "onnx_export_s": export_s,
+        "in_process": in_process(model_dir, onnx_files, paths, crops, args),
+    }
+    if args.process_repeats:
+        folder = work / "crops"
+        folder.mkdir(exist_ok=True)
+        for i, crop in enumerate(crops):
+            Image.fromarray(crop).save(folder / f"{i:05d}.png")
+        report["whole_process"] = whole_process(model_dir, onnx_files, paths, folder, work, args)
+    return report
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--model", default=None, help="A saved (trained) classifier directory, benchmarked after the presets"
+    )
+    p.add_argument("--sizes", nargs="*", default=["small", "base"], help="Presets of random models (none: --sizes)")
+    p.add_argument("--tiny", action="store_true", help="Random tiny model only (hidden 32, 2 layers, image 32)")
+    p.add_argument("--image_size", type=int, default=224)
+    p.add_argument("--patch_size", type=int, default=16)
+    p.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS, help="Predictor paths to run")
+    p.add_argument("--data_dir", default=str(DEFAULT_DATA), help="FER+ folder holding <split>_images.npz")
+    p.add_argument("--split", default="valid")
+    p.add_argument("--num_images", type=int, default=192)
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=5, help="Timed in-process runs per path (after one warm-up)")
+    p.add_argument("--process_repeats", type=int, default=5, help="Whole-process runs per path (0: none)")
+    p.add_argument("--latency_repeats", type=int, default=20, help="Single-face calls timed for batch-1 latency")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch (and ONNX Runtime) threads (default: torch's)")
+    p.add_argument(
+        "--emulate_avx2", action="store_true", help="Run under " + " ".join(f"{k}={v}" for k, v in AVX2_CAPS.items())
+    )
+    p.add_argument("--output", default=None, help="Also write the JSON report here")
+    args = p.parse_args(argv)
+    if "fp32" not in args.paths:
+        p.error("--paths needs fp32: it is the reference of the comparisons")
+    if args.tiny:
+        args.sizes = []
+    if not args.sizes and not args.tiny and not args.model:
+        p.error("nothing to benchmark: give --sizes, --tiny or --model")
+    return args
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--pipeline_child"]:
+        return pipeline_child(argv[1:])
+    args = parse_args(argv)
+    if args.emulate_avx2 and any(os.environ.get(k) != v for k, v in AVX2_CAPS.items()):
+        # The caps are read when torch loads its kernels: run again in a child with them set (subprocesses inherit).
+        return subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), *argv], env={**os.environ, **AVX2_CAPS}
+        ).returncode
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from modeling.precision import cpu_bf16_units, cpu_int8_units, cpu_model, native_bf16_units
 
     with np.load(Path(args.data_dir) / f"{args.split}_images.npz") as z:
-        faces = z["images"][: args.num_images].copy()
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.model is None:
-            if args.tiny:
-                args.image_size, args.patch_size = 32, 8
-            model_dir = build_random_model(Path(tmp), args.size, args.image_size, args.patch_size, args.tiny)
-        else:
-            model_dir = Path(args.model)
-        predictor = FERPredictor(model_dir, device=args.device, bf16=args.bf16)
-        pipe = pipeline("image-classification", model=str(model_dir), device=args.device)
-        crops = list(faces)
-        pil = [Image.fromarray(f) for f in faces]
+        crops = list(z["images"][: args.num_images].copy())
+    try:
+        import onnxruntime
 
-        def sync():
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
-
-        def run_batched():
-            out = predictor.predict(crops, batch_size=args.batch_size)
-            sync()
-            return out
-
-        def run_pipeline():
-            out = pipe(pil, batch_size=args.batch_size, top_k=1)
-            sync()
-            return out
-
-        batched_runs, ours = timed(run_batched, args.repeats)
-        pipeline_runs, theirs = timed(run_pipeline, args.repeats)
-        # Batch-1 latency: one face per call, as an interactive user would send it.
-        one, one_pil = crops[:1], pil[:1]
-        latency_ours, _ = timed(lambda: (predictor.predict(one, batch_size=1), sync()), args.latency_repeats)
-        latency_theirs, _ = timed(lambda: (pipe(one_pil, top_k=1), sync()), args.latency_repeats)
-    n = len(crops)
-    agree = float(np.mean([a["label"] == b[0]["label"] for a, b in zip(ours, theirs)]))
-    b_med, p_med = statistics.median(batched_runs), statistics.median(pipeline_runs)
+        ort_version = onnxruntime.__version__
+    except ImportError:
+        ort_version = None
+    caps = {k: os.environ[k] for k in AVX2_CAPS if k in os.environ}
     report = {
-        "model": "tiny (random)" if args.model is None and args.tiny else (args.model or f"{args.size} (random)"),
-        "image_size": predictor.size[0],
-        "num_images": n,
-        "source": f"FER+ {args.split} 48x48",
-        "batch_size": args.batch_size,
+        "machine": {
+            "cpu": cpu_model(),
+            "bf16_flags": cpu_bf16_units(),
+            "bf16_native_here": native_bf16_units(),
+            "int8_flags": cpu_int8_units(),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "isa_caps": caps,
+            "isa_caps_note": "ONNX Runtime ignores these caps: its figures are the full CPU's" if caps else None,
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "onnxruntime": ort_version,
+        },
+        "data": {"source": f"FER+ {args.split} 48x48 gray", "num_images": len(crops)},
         "device": args.device,
-        "torch_threads": torch.get_num_threads(),
+        "batch_size": args.batch_size,
         "repeats": args.repeats,
-        "batched": {
-            "median_s": round(b_med, 4),
-            "images_per_s": round(n / b_med, 1),
-            "runs_s": [round(t, 4) for t in batched_runs],
-        },
-        "pipeline": {
-            "median_s": round(p_med, 4),
-            "images_per_s": round(n / p_med, 1),
-            "runs_s": [round(t, 4) for t in pipeline_runs],
-        },
-        "speedup_batched_over_pipeline": round(p_med / b_med, 2),
-        "batch1_latency_ms": {
-            "predictor": round(1000 * statistics.median(latency_ours), 2),
-            "pipeline": round(1000 * statistics.median(latency_theirs), 2),
-        },
-        "predictor_bf16": predictor.bf16,
-        "label_agreement": agree,
+        "process_repeats": args.process_repeats,
+        "latency_repeats": args.latency_repeats,
+        "note": WEAK_CHECK_NOTE,
+        "models": [],
     }
-    print(json.dumps(report, indent=2))
+    with tempfile.TemporaryDirectory() as tmp:
+        todo = []
+        if args.tiny:
+            todo.append(("tiny (random)", build_random_model(Path(tmp) / "tiny", "tiny", 32, 8, True), False))
+        for size in args.sizes:
+            model_dir = build_random_model(Path(tmp) / size, size, args.image_size, args.patch_size, False)
+            todo.append((f"{size} (random)", model_dir, False))
+        if args.model:
+            todo.append((args.model, Path(args.model), True))
+        for name, model_dir, trained in todo:
+            work = Path(tmp) / f"work_{len(report['models'])}"
+            work.mkdir()
+            print(f"bench/inference.py: {name}", file=sys.stderr)
+            report["models"].append(bench_model(name, model_dir, trained, crops, args, work))
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text + "\n")
     return 0
 
 

@@ -30,6 +30,7 @@ from .cli import run_main
 from .inference import FERPredictor, NotAnImageClassifierError
 from .labels import remap_indices
 from .metrics import dedup_metrics, fer_metrics
+from .precision import INFERENCE_PRECISIONS
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class EvalArguments:
     batch_size: int = 128
     device: str | None = None
     bf16: bool = False
+    precision: str | None = None
     num_hardest: int = 25
     max_samples: int | None = None
 
@@ -54,6 +56,12 @@ class EvalArguments:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
         if self.max_samples is not None and self.max_samples < 1:
             raise ValueError(f"max_samples must be positive, got {self.max_samples}")
+        # float32 unless asked: a report's figures must not depend on the CPU the evaluation ran on.
+        if self.bf16 and self.precision not in (None, "bf16"):
+            raise ValueError(f"--bf16 contradicts --precision {self.precision}")
+        self.precision = self.precision or ("bf16" if self.bf16 else "fp32")
+        if self.precision not in INFERENCE_PRECISIONS:
+            raise ValueError(f"precision must be one of {INFERENCE_PRECISIONS}, got {self.precision!r}")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> EvalArguments:
@@ -69,6 +77,13 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalArguments:
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     p.add_argument(
         "--bf16", action="store_true", help="bf16 autocast on CUDA or on a CPU with bf16 units (AMX / AVX512-BF16)"
+    )
+    p.add_argument(
+        "--precision",
+        choices=INFERENCE_PRECISIONS,
+        default=None,
+        help="Arithmetic of the predictor (default fp32; bf16 with --bf16): int8 for the accuracy of fer-predict's "
+        "fast CPU path, auto for what fer-predict picks on this machine; the report records it",
     )
     p.add_argument("--num_hardest", type=int, default=25, help="Misclassified examples in the grid")
     p.add_argument("--max_samples", type=int, default=None, help="Evaluate the first N examples only (smoke tests)")
@@ -148,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     args = parse_args(argv)
     try:
-        predictor = FERPredictor(args.model, device=args.device, bf16=args.bf16, cache_dir=args.cache_dir)
+        predictor = FERPredictor(args.model, device=args.device, cache_dir=args.cache_dir, precision=args.precision)
     except NotAnImageClassifierError as err:
         print(f"evaluate: {err}", file=sys.stderr)
         return 2
@@ -159,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset = dataset.select(range(min(args.max_samples, len(dataset))))
         duplicate = None if duplicate is None else duplicate[: len(dataset)]
     logger.info("Evaluating %s on %s/%s (%d examples)", args.model, args.dataset_name, args.split, len(dataset))
+    logger.info("Arithmetic: %s", predictor.precision_why)
     out = evaluate_split(predictor, dataset, args.batch_size)
     names = out["names"]
     m = fer_metrics(out["preds"], out["refs"], len(names))
@@ -186,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dataset_config_name": args.dataset_config_name,
         "split": args.split,
         "num_examples": int(len(dataset)),
+        "precision": predictor.precision,
+        "precision_why": predictor.precision_why,
         "labels": names,
         "accuracy": m["accuracy"],
         "balanced_accuracy": m["balanced_accuracy"],

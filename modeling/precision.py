@@ -1,8 +1,10 @@
-"""Which arithmetic a run uses: bf16 autocast where the hardware has bf16 units, float32 elsewhere.
+"""Which arithmetic a run uses: bf16 autocast where the hardware has bf16 units, float32 or int8 elsewhere.
 
 CPUs of the same machine kind differ (NOTES #23): Intel Xeons with AMX and recent AMD EPYCs with AVX512-BF16 run
 bf16 matmuls natively (measured here: 3.3x the fp32 rate on an EPYC with ``avx512_bf16``), while an AVX2-only EPYC
-emulates them about 250x slower than fp32. So on CPU the default is decided by the CPU, not by a flag.
+emulates them about 250x slower than fp32. So on CPU the default is decided by the CPU, not by a flag. Training
+falls back to float32 there; inference to int8 dynamic quantization of the linear layers, which every x86 CPU with
+AVX2 runs with integer dot products (fbgemm), and which keeps the float32 labels (``modeling.inference``).
 """
 
 from __future__ import annotations
@@ -12,10 +14,21 @@ from pathlib import Path
 
 import torch
 
+from .cli import UsageError
+
 logger = logging.getLogger(__name__)
 
 CPU_PRECISIONS = ("auto", "bf16", "fp32")
+INFERENCE_PRECISIONS = ("auto", "fp32", "bf16", "int8")
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+# Integer dot-product units, fastest first; fbgemm's int8 GEMM needs AVX2 at least (vpmaddubsw), VNNI fuses its steps.
+INT8_CPU_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni", "avx2")
+FP32_HINT = "; --precision fp32 for float32"
+# The int8 predictor runs one image per forward pass (batch-independent scores, modeling.inference): below about 64
+# tokens per image its matmuls are too small to gain. Measured on a busy 2-core EPYC, 1 thread: a 6 x 192 ViT at 48 px
+# / patch 8 (37 tokens) ran 0.8-0.9x float32; the ViT-S preset at 65, 145 and 197 tokens 1.7-2.1x float32 with torch
+# capped at AVX2 (bench/inference.py --emulate_avx2), 2.9x and more with the CPU's VNNI.
+INT8_MIN_TOKENS = 64
 
 
 def cpu_has_bf16() -> bool:
@@ -26,18 +39,55 @@ def cpu_has_bf16() -> bool:
         return False
 
 
-def cpu_bf16_units(cpuinfo: str | Path = "/proc/cpuinfo") -> list[str]:
-    """The bf16 flags (``amx_bf16``, ``avx512_bf16``) this CPU reports; empty where it has none or the file is absent
-    (not Linux), in which case oneDNN's own check decides."""
+def _cpu_flags(cpuinfo: str | Path) -> set[str] | None:
+    """The feature flags of ``/proc/cpuinfo``; None where the file cannot be read (not Linux)."""
     try:
         text = Path(cpuinfo).read_text()
     except OSError:
-        return ["onednn_bf16"] if cpu_has_bf16() else []
+        return None
     flags = set()
     for line in text.splitlines():
         if line.startswith("flags"):
             flags.update(line.partition(":")[2].split())
+    return flags
+
+
+def cpu_bf16_units(cpuinfo: str | Path = "/proc/cpuinfo") -> list[str]:
+    """The bf16 flags (``amx_bf16``, ``avx512_bf16``) this CPU reports; empty where it has none or the file is absent
+    (not Linux), in which case oneDNN's own check decides."""
+    flags = _cpu_flags(cpuinfo)
+    if flags is None:
+        return ["onednn_bf16"] if cpu_has_bf16() else []
     return [f for f in BF16_CPU_FLAGS if f in flags]
+
+
+def native_bf16_units() -> list[str]:
+    """:func:`cpu_bf16_units` where oneDNN will use them in this process, else empty.
+
+    The two differ only under an instruction-set cap such as ``ONEDNN_MAX_CPU_ISA=AVX2`` (how ``bench/inference.py
+    --emulate_avx2`` imitates an AVX2-only CPU): the flags are still in ``/proc/cpuinfo``, but bf16 would be emulated.
+    """
+    return cpu_bf16_units() if cpu_has_bf16() else []
+
+
+def cpu_int8_units(cpuinfo: str | Path = "/proc/cpuinfo") -> list[str]:
+    """The integer dot-product flags this CPU reports (``amx_int8``, ``avx512_vnni``, ``avx_vnni``, ``avx2``), for
+    reports: int8 inference speed depends on them. Empty where unknown (not Linux)."""
+    flags = _cpu_flags(cpuinfo) or set()
+    return [f for f in INT8_CPU_FLAGS if f in flags]
+
+
+def int8_engine() -> str | None:
+    """torch's quantized engine for int8 dynamic quantization on this CPU (``x86`` or ``fbgemm``: x86-64 with AVX2 at
+    least), or None where there is none or torch no longer ships ``torch.ao.quantization``. ARM's ``qnnpack`` is left
+    out: the per-channel int8 path is neither measured nor tested there."""
+    try:
+        from torch.ao.quantization import quantize_dynamic  # noqa: F401
+    except ImportError:
+        return None
+    if torch.backends.quantized.engine in ("x86", "fbgemm"):
+        return torch.backends.quantized.engine
+    return next((e for e in ("x86", "fbgemm") if e in torch.backends.quantized.supported_engines), None)
 
 
 def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
@@ -93,3 +143,50 @@ def apply_training_precision(training_args, cpu_precision: str) -> str:
     elif training_args.mixed_precision == "bf16":
         training_args.mixed_precision = "no"
     return why
+
+
+def choose_inference_precision(
+    device_type: str, precision: str, bf16_units: list[str], int8_ok: bool = True, tokens: int | None = None
+) -> tuple[str, str]:
+    """``(arithmetic, why)``: ``"fp32"``, ``"bf16"`` (autocast) or ``"int8"`` (dynamic quantization of the linear
+    layers), and the sentence the log gives for it.
+
+    ``auto``: bf16 on CUDA and on CPUs with bf16 units (``bf16_units``); int8 on other CPUs where torch has an int8
+    engine (``int8_ok``) and the model has at least :data:`INT8_MIN_TOKENS` tokens per image (``tokens``), since
+    float32 there leaves the predictor no faster than ``pipeline()``; float32 elsewhere.
+    ``fp32``/``bf16``/``int8`` force one; bf16 on a CPU without bf16 units and int8 without an engine fall back to
+    float32 with a warning (both would be slower than float32, or not run); int8 off the CPU is refused
+    (:class:`~modeling.cli.UsageError`, a ``ValueError``).
+    """
+    if precision not in INFERENCE_PRECISIONS:
+        raise UsageError(f"precision must be one of {INFERENCE_PRECISIONS}, got {precision!r}")
+    if device_type != "cpu":
+        if precision == "int8":
+            raise UsageError(f"int8 dynamic quantization runs on CPU only; use bf16 or fp32 on {device_type}")
+        if precision == "fp32":
+            return "fp32", f"float32 on {device_type} (--precision fp32)"
+        if device_type == "cuda":
+            return "bf16", "bf16 autocast on cuda" + (" (asked for)" if precision == "bf16" else FP32_HINT)
+        if precision == "bf16":
+            logger.warning("bf16 autocast needs CUDA or a CPU with bf16 units; running in float32 on %s", device_type)
+        return "fp32", f"float32 on {device_type}"
+    units = ", ".join(bf16_units)
+    if precision == "fp32":
+        return "fp32", "float32 on CPU (--precision fp32)"
+    if precision == "bf16":
+        if bf16_units:
+            return "bf16", f"bf16 autocast on CPU (asked for; bf16 units: {units})"
+        logger.warning("bf16 asked for on a CPU without bf16 units: it would be emulated, far slower; running float32")
+        return "fp32", "float32 on CPU (bf16 asked for, but this CPU has no bf16 units: it would be emulated)"
+    if precision == "int8":
+        if int8_ok:
+            return "int8", "int8 dynamic quantization of the linear layers on CPU (asked for)"
+        logger.warning("int8 asked for, but torch has no int8 engine (torch.ao.quantization) here; running float32")
+        return "fp32", "float32 on CPU (int8 asked for, but torch has no int8 engine here)"
+    if bf16_units:
+        return "bf16", f"bf16 autocast on CPU (bf16 units: {units}){FP32_HINT}"
+    if not int8_ok:
+        return "fp32", "float32 on CPU (no bf16 units, and torch has no int8 engine here)"
+    if tokens is not None and tokens < INT8_MIN_TOKENS:
+        return "fp32", f"float32 on CPU (no bf16 units; int8 gains nothing at {tokens} tokens per image)"
+    return "int8", f"int8 dynamic quantization of the linear layers on CPU (no bf16 units){FP32_HINT}"

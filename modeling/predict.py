@@ -3,6 +3,8 @@
     fer-predict photo.jpg photos/ clip.mp4 --annotate annotated/ --output faces.jsonl --model DIR_OR_HUB_ID
 
 Without ``--model``, the model shipped with the package (``modeling.default_model_dir()``) is used.
+``--precision auto`` (default) runs bf16 autocast on CUDA or a CPU with bf16 units and int8 dynamic
+quantization on other CPUs; ``--precision fp32`` forces float32. The arithmetic that runs is named on stderr.
 
 One line per face: ``{"file", "frame", "box": [x, y, w, h], "label", "score", "scores"}``
 (``frame`` is null for images). An unreadable file, an image without a face or a video without
@@ -22,10 +24,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+import torch
 
 from .cli import UsageError, run_main
 from .faces import Box, FaceDetector, HaarFaceDetector, crop_face
 from .inference import FERPredictor, NotAnImageClassifierError
+from .precision import INFERENCE_PRECISIONS as PRECISIONS
 from .shipped import default_model_dir, holds_model
 
 logger = logging.getLogger(__name__)
@@ -54,13 +58,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch_size", type=int, default=64, help="Faces per forward pass")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument(
-        "--bf16", action="store_true", help="bf16 autocast on CUDA or on a CPU with bf16 units (AMX / AVX512-BF16)"
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="Arithmetic: auto (default) = bf16 autocast on CUDA or a CPU with bf16 units (AMX / AVX512-BF16), int8\n"
+        "dynamic quantization of the linear layers on other CPUs; fp32 forces float32; bf16 and int8 force those",
     )
+    p.add_argument("--bf16", action="store_true", help="Same as --precision bf16")
+    p.add_argument("--threads", type=int, default=None, help="torch (and ONNX Runtime) threads (default: torch's)")
     p.add_argument("--onnx", default=None, help="Run this exported .onnx file with ONNX Runtime instead of PyTorch")
     p.add_argument("--no_progress", action="store_true", help="No progress bar")
     args = p.parse_intermixed_args(argv)  # `fer-predict a.jpg --model M b.jpg` too
     if args.every_n_frames < 1 or args.batch_size < 1:
         p.error("--every_n_frames and --batch_size must be positive")
+    if args.threads is not None and args.threads < 1:
+        p.error("--threads must be positive")
+    if args.bf16:
+        if args.precision not in (None, "bf16"):
+            p.error(f"--bf16 contradicts --precision {args.precision}")
+        args.precision = "bf16"
+    args.precision = args.precision or "auto"
+    if args.onnx and args.precision not in ("auto", "fp32"):
+        p.error(f"--precision {args.precision} does not apply to --onnx: the ONNX graph fixes the arithmetic")
     return args
 
 
@@ -200,7 +219,12 @@ def run(args: argparse.Namespace, out: TextIO) -> dict[str, int]:
     """Runs the predictor over ``args.inputs``; returns counts (files, read, unreadable, no_face, faces)."""
     from tqdm.auto import tqdm
 
-    predictor = FERPredictor(args.model, device=args.device, bf16=args.bf16, onnx=args.onnx)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    predictor = FERPredictor(args.model, device=args.device, onnx=args.onnx, precision=args.precision)
+    n = torch.get_num_threads()
+    threads = f"; {n} thread{'s' if n > 1 else ''}" if predictor.device.type == "cpu" else ""
+    print(f"fer-predict: precision: {predictor.precision_why}{threads}", file=sys.stderr)
     detector = None if args.no_detect else HaarFaceDetector(min_size=(args.min_face_size, args.min_face_size))
     runner = _Runner(predictor, detector, args, out)
     paths = expand_inputs(args.inputs)

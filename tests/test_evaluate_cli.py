@@ -55,7 +55,7 @@ def test_evaluate_reports_the_metrics_without_the_faces_that_have_a_pixel_copy_i
     splits = data.load_fer_dataset("ferplus", ferplus_mini_dir, cache_dir=cache)
     duplicate = data.find_duplicate_mask(splits, "validation")
     assert duplicate.sum() == 2  # mini/ validation holds two faces of its train split
-    out = evaluate_split(FERPredictor(tiny_dir, device="cpu"), splits["validation"], batch_size=16)
+    out = evaluate_split(FERPredictor(tiny_dir, device="cpu", precision="fp32"), splits["validation"], batch_size=16)
     assert report["dedup_samples"] == 38
     assert report["dedup_accuracy"] == pytest.approx(np.mean(out["preds"][~duplicate] == out["refs"][~duplicate]))
 

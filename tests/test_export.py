@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from modeling.export import check_onnx, export_onnx, main
+from modeling.export import check_onnx, export_onnx, main, quantize_onnx_int8
 from modeling.inference import FERPredictor
 from tests.tiny_classifier import save_tiny_classifier
 
@@ -31,7 +31,7 @@ def test_the_onnx_graph_has_a_dynamic_batch_axis(exported):
 def test_the_predictor_runs_the_onnx_file_with_the_same_scores(exported, ferplus_faces):
     model_dir, onnx_path = exported
     faces = list(ferplus_faces[0][:7])
-    torch_probs = FERPredictor(model_dir, device="cpu").predict_proba(faces, batch_size=4)
+    torch_probs = FERPredictor(model_dir, device="cpu", precision="fp32").predict_proba(faces, batch_size=4)
     onnx_probs = FERPredictor(model_dir, onnx=onnx_path).predict_proba(faces, batch_size=4)
     np.testing.assert_allclose(onnx_probs, torch_probs, atol=1e-5)
 
@@ -40,3 +40,31 @@ def test_the_export_cli_prints_the_max_abs_difference(exported, tmp_path, capsys
     assert main([str(exported[0]), str(tmp_path / "cli.onnx"), "--opset", "17"]) == 0
     assert "max abs diff" in capsys.readouterr().out
     assert (tmp_path / "cli.onnx").stat().st_size > 0
+
+
+def test_the_int8_onnx_file_quantizes_the_linear_layers_but_not_the_head_and_keeps_the_scores(
+    exported, ferplus_faces, tmp_path
+):
+    import onnx
+
+    model_dir, onnx_path = exported
+    int8_path = quantize_onnx_int8(onnx_path, tmp_path / "model_int8.onnx")
+    ops = {node.name: node.op_type for node in onnx.load(str(int8_path)).graph.node}
+    assert "MatMulInteger" in ops.values() and "DynamicQuantizeLinear" in ops.values()
+    head = [op for name, op in ops.items() if "classifier" in name]
+    assert head and not {"MatMulInteger", "DynamicQuantizeLinear"} & set(head)  # the head stays float32
+    assert not list(tmp_path.glob("*.prep.onnx"))
+
+    faces = list(ferplus_faces[0][:16])
+    predictor = FERPredictor(model_dir, onnx=int8_path)
+    assert predictor.precision == "onnx_int8" and predictor.per_image
+    fp32 = FERPredictor(model_dir, device="cpu", precision="fp32").predict_proba(faces)
+    int8 = predictor.predict_proba(faces, batch_size=16)
+    np.testing.assert_allclose(int8, fp32, atol=0.02)
+    np.testing.assert_array_equal(predictor.predict_proba(faces, batch_size=5), int8)  # per face, whatever the batch
+
+
+def test_the_export_cli_writes_an_int8_file_with_a_looser_default_tolerance(exported, tmp_path, capsys):
+    assert main([str(exported[0]), str(tmp_path / "int8.onnx"), "--int8"]) == 0
+    assert "max abs diff" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["int8.onnx"]

@@ -1,12 +1,18 @@
+import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
+from modeling import precision
 from modeling.inference import FERPredictor, NotAnImageClassifierError
 from modeling.labels import FERPLUS_LABELS
-from tests.tiny import tiny_mae_config
+from modeling.precision import INT8_MIN_TOKENS, choose_inference_precision
+from modeling.sizes import image_processor_for
+from tests.tiny import tiny_mae_config, tiny_vit_config
 from tests.tiny_classifier import save_tiny_classifier
 
 
@@ -22,7 +28,7 @@ def test_batched_predictor_gives_the_pipeline_labels_on_real_ferplus_faces(tiny_
 
     images, _ = ferplus_faces
     faces = list(images[:256])
-    ours = FERPredictor(tiny_dir, device="cpu").predict(faces, batch_size=64)
+    ours = FERPredictor(tiny_dir, device="cpu", precision="fp32").predict(faces, batch_size=64)
     pipe = pipeline("image-classification", model=str(tiny_dir), device="cpu")
     theirs = pipe([Image.fromarray(f) for f in faces], top_k=len(FERPLUS_LABELS), batch_size=64)
 
@@ -40,7 +46,7 @@ def test_batched_preprocessing_equals_the_models_image_processor(tiny_dir, ferpl
     images, _ = ferplus_faces
     crops = [images[0], np.repeat(images[1][:40, :44, None], 3, axis=2), images[2]]  # mixed sizes and channels
     expected = AutoImageProcessor.from_pretrained(tiny_dir)([Image.fromarray(c) for c in crops], return_tensors="pt")
-    got = FERPredictor(tiny_dir, device="cpu").preprocess(crops)
+    got = FERPredictor(tiny_dir, device="cpu", precision="fp32").preprocess(crops)
     torch.testing.assert_close(got, expected["pixel_values"], atol=1e-5, rtol=0)
 
 
@@ -48,7 +54,7 @@ def test_bf16_predictor_keeps_the_float32_labels_or_falls_back_where_the_cpu_lac
     from modeling.inference import cpu_has_bf16
 
     faces = list(ferplus_faces[0][:128])
-    fp32 = FERPredictor(tiny_dir, device="cpu").predict(faces)
+    fp32 = FERPredictor(tiny_dir, device="cpu", precision="fp32").predict(faces)
     predictor = FERPredictor(tiny_dir, device="cpu", bf16=True)
     assert predictor.bf16 == cpu_has_bf16()
     bf16 = predictor.predict(faces)
@@ -88,3 +94,176 @@ def test_a_directory_without_config_is_refused(tmp_path):
     (tmp_path / "weights.bin").write_bytes(b"\0")
     with pytest.raises(NotAnImageClassifierError, match="no config.json"):
         FERPredictor(tmp_path, device="cpu")
+
+
+# --- The arithmetic: bf16 where the hardware has bf16 units, int8 on other CPUs, float32 when asked -----------------
+
+
+def save_vit_64(path: Path, seed: int = 0) -> Path:
+    """A random tiny ViT (hidden 32, 2 layers) at 64 px / patch 8: 65 tokens, enough for the int8 default."""
+    from transformers import ViTForImageClassification
+
+    torch.manual_seed(seed)
+    ViTForImageClassification(tiny_vit_config(FERPLUS_LABELS, image_size=64, patch_size=8)).save_pretrained(path)
+    image_processor_for(64).save_pretrained(path)
+    return Path(path)
+
+
+def mock_bf16_units(monkeypatch, units: list[str]) -> None:
+    """Makes this CPU look like one with (``["amx_bf16"]``) or without (``[]``) bf16 units."""
+    monkeypatch.setattr(precision, "cpu_bf16_units", lambda *a: list(units))
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: bool(units))
+
+
+def ferplus_majority_labels(ferplus_dir: Path, names: list[str]) -> torch.Tensor:
+    """The FER+ majority class of each face (``fer2013new.csv`` votes, FER+ label order)."""
+    votes = {}
+    with open(ferplus_dir / "fer2013new.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            votes[row["Image name"]] = [int(row[name]) for name in FERPLUS_LABELS]
+    return torch.tensor([int(np.argmax(votes[n])) for n in names])
+
+
+@pytest.fixture(scope="module")
+def trained_dir(tmp_path_factory, ferplus_dir, ferplus_faces):
+    """A stand-in for a trained model: the 64 px tiny ViT trained 300 steps on 384 real FER+ faces (majority labels).
+
+    A random ViT's logits barely depend on the face (top-2 margins ~0), so a label comparison on it says little;
+    after training the logits spread and most faces have a clear top class. Faces 384-511 are held out.
+    """
+    images, names = ferplus_faces
+    labels = ferplus_majority_labels(ferplus_dir, names[:384])
+    path = save_vit_64(tmp_path_factory.mktemp("trained_fer"))
+    predictor = FERPredictor(path, device="cpu", precision="fp32")
+    pixels, model = predictor.preprocess(list(images[:384])), predictor.model.train()
+    torch.manual_seed(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(300):
+        idx = torch.randint(0, len(pixels), (64,))
+        loss = F.cross_entropy(model(pixel_values=pixels[idx]).logits, labels[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval().save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("device", "asked", "units", "int8_ok", "tokens", "expected"),
+    [
+        ("cpu", "auto", ["amx_bf16"], True, 197, "bf16"),  # Xeon with AMX
+        ("cpu", "auto", ["avx512_bf16"], True, 197, "bf16"),  # EPYC with AVX512-BF16
+        ("cpu", "auto", [], True, 197, "int8"),  # AVX2-only EPYC: bf16 emulated, float32 slow
+        ("cpu", "auto", [], True, INT8_MIN_TOKENS - 1, "fp32"),  # too few tokens for int8 to gain
+        ("cpu", "auto", [], False, 197, "fp32"),  # torch without torch.ao.quantization
+        ("cpu", "fp32", ["amx_bf16"], True, 197, "fp32"),  # forced float32
+        ("cpu", "fp32", [], True, 197, "fp32"),
+        ("cpu", "int8", ["amx_bf16"], True, 17, "int8"),  # forced int8, whatever the model
+        ("cpu", "bf16", [], True, 197, "fp32"),  # bf16 asked for without units: float32, with a warning
+        ("cuda", "auto", [], True, 197, "bf16"),
+        ("cuda", "fp32", [], True, 197, "fp32"),
+        ("mps", "auto", [], True, 197, "fp32"),
+    ],
+)
+def test_the_automatic_precision_follows_the_hardware_and_the_flag_forces_one(
+    device, asked, units, int8_ok, tokens, expected
+):
+    chosen, why = choose_inference_precision(device, asked, units, int8_ok, tokens)
+    assert chosen == expected
+    assert why.startswith({"bf16": "bf16 autocast", "int8": "int8 dynamic quantization", "fp32": "float32"}[expected])
+
+
+def test_int8_is_refused_off_the_cpu_and_unknown_precisions_are_refused():
+    with pytest.raises(ValueError, match="CPU only"):
+        choose_inference_precision("cuda", "int8", [])
+    with pytest.raises(ValueError, match="precision must be one of"):
+        choose_inference_precision("cpu", "fp16", [])
+
+
+@pytest.mark.parametrize("units", [[], ["amx_bf16"]], ids=["no_bf16_units", "amx"])
+def test_the_predictor_runs_int8_linear_layers_on_a_cpu_without_bf16_units_and_bf16_with_them(
+    units, tmp_path, monkeypatch
+):
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+
+    mock_bf16_units(monkeypatch, units)
+    predictor = FERPredictor(save_vit_64(tmp_path), device="cpu")
+
+    kinds = (torch.nn.Linear, DynamicInt8Linear)
+    linears = {name: type(m) for name, m in predictor.model.named_modules() if isinstance(m, kinds)}
+    if units:
+        assert predictor.precision == "bf16" and predictor.bf16
+        assert "bf16 units: amx_bf16" in predictor.precision_why
+        assert set(linears.values()) == {torch.nn.Linear}
+    else:
+        assert predictor.precision == "int8" and not predictor.bf16
+        assert predictor.precision_why.startswith("int8 dynamic quantization of the linear layers on CPU (no bf16")
+        assert linears.pop("classifier") is torch.nn.Linear  # the head stays float32
+        assert linears and set(linears.values()) == {DynamicInt8Linear}
+
+
+def test_precision_fp32_forces_float32_on_a_cpu_without_bf16_units(tmp_path, monkeypatch):
+    mock_bf16_units(monkeypatch, [])
+    predictor = FERPredictor(save_vit_64(tmp_path), device="cpu", precision="fp32")
+    assert predictor.precision == "fp32" and predictor.precision_why == "float32 on CPU (--precision fp32)"
+    assert not [m for m in predictor.model.modules() if "quantized" in type(m).__module__]
+
+
+def test_a_model_with_few_tokens_stays_float32_by_default_without_bf16_units(tiny_dir, monkeypatch):
+    mock_bf16_units(monkeypatch, [])
+    predictor = FERPredictor(tiny_dir, device="cpu")  # 32 px / patch 8: 17 tokens
+    assert predictor.precision == "fp32" and "int8 gains nothing at 17 tokens" in predictor.precision_why
+
+
+def test_the_bf16_flag_is_an_alias_and_contradictions_are_refused(tiny_dir, monkeypatch):
+    mock_bf16_units(monkeypatch, ["avx512_bf16"])
+    assert FERPredictor(tiny_dir, device="cpu", bf16=True).precision == "bf16"
+    with pytest.raises(ValueError, match="contradicts"):
+        FERPredictor(tiny_dir, device="cpu", bf16=True, precision="int8")
+
+
+def test_int8_keeps_the_float32_labels_of_a_trained_stand_in_on_held_out_real_ferplus_faces(
+    trained_dir, ferplus_faces
+):
+    faces = list(ferplus_faces[0][384:512])  # not seen in training
+    fp32 = FERPredictor(trained_dir, device="cpu", precision="fp32")
+    int8 = FERPredictor(trained_dir, device="cpu", precision="int8")
+    pixels = fp32.preprocess(faces)
+    reference, quantized = fp32.logits(pixels), int8.logits(pixels)
+
+    top2 = reference.topk(2, dim=1).values
+    clear = top2[:, 0] - top2[:, 1] > 0.3  # faces with a clear float32 top class
+    assert len(reference.argmax(1).unique()) >= 3, "the stand-in should predict several classes"
+    assert clear.float().mean() >= 0.4, "the stand-in should be confident on many faces"
+    assert (quantized - reference).abs().max() < 0.25  # logits spread over several units (std ~1.6)
+    same = quantized.argmax(1) == reference.argmax(1)
+    assert same[clear].all()
+    assert same.float().mean() >= 0.95
+
+
+def test_int8_scores_of_a_face_do_not_depend_on_the_other_faces_in_its_batch(trained_dir, ferplus_faces):
+    faces = list(ferplus_faces[0][:40])
+    predictor = FERPredictor(trained_dir, device="cpu", precision="int8")
+    together = predictor.predict_proba(faces, batch_size=40)
+    np.testing.assert_array_equal(predictor.predict_proba(faces, batch_size=7), together)
+    np.testing.assert_array_equal(predictor.predict_proba(faces[5:6], batch_size=1)[0], together[5])
+
+
+def test_evaluate_reports_float32_by_default_and_the_int8_accuracy_when_asked(trained_dir, ferplus_mini_dir, tmp_path):
+    from modeling.evaluate import EvalArguments
+    from modeling.evaluate import main as evaluate
+
+    assert EvalArguments(model="m", dataset_name="ferplus").precision == "fp32"
+    assert EvalArguments(model="m", dataset_name="ferplus", bf16=True).precision == "bf16"
+    with pytest.raises(ValueError, match="contradicts"):
+        EvalArguments(model="m", dataset_name="ferplus", bf16=True, precision="int8")
+
+    common = [str(trained_dir), "--dataset_name", "ferplus", "--data_dir", str(ferplus_mini_dir), "--split", "test"]
+    common += ["--num_hardest", "0", "--cache_dir", str(tmp_path / "cache")]
+    reports = {}
+    for name in ("fp32", "int8"):
+        assert evaluate([*common, "--precision", name, "--output_dir", str(tmp_path / name)]) == 0
+        reports[name] = json.loads((tmp_path / name / "eval_ferplus_test.json").read_text())
+    assert reports["fp32"]["precision"] == "fp32" and reports["int8"]["precision"] == "int8"
+    assert reports["int8"]["num_examples"] == reports["fp32"]["num_examples"] == 40
+    assert abs(reports["int8"]["accuracy"] - reports["fp32"]["accuracy"]) <= 1 / 40

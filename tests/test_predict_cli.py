@@ -203,3 +203,76 @@ def test_model_may_come_before_between_or_after_the_inputs(tiny_dir, ferplus_fac
         assert main([*argv, "--no_detect"]) == 0
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1] == outputs[2] and len(outputs[0].splitlines()) == 2
+
+
+# --- --precision: the arithmetic fer-predict runs, named on stderr ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def vit64_dir(tmp_path_factory):
+    from tests.test_inference import save_vit_64
+
+    return save_vit_64(tmp_path_factory.mktemp("vit64"))
+
+
+@pytest.fixture
+def keep_torch_threads():
+    """``--threads`` sets torch's thread count for the whole (test) process: put it back afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def crops_folder(ferplus_faces, tmp_path):
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for i, crop in enumerate(ferplus_faces[0][:12]):
+        Image.fromarray(crop).save(folder / f"{i:03d}.png")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("units", "flags", "expected"),
+    [
+        ([], [], "precision: int8 dynamic quantization of the linear layers on CPU (no bf16 units)"),
+        ([], ["--precision", "fp32"], "precision: float32 on CPU (--precision fp32)"),
+        (["amx_bf16"], [], "precision: bf16 autocast on CPU (bf16 units: amx_bf16)"),
+        (["amx_bf16"], ["--bf16"], "precision: bf16 autocast on CPU (asked for; bf16 units: amx_bf16)"),
+        (["amx_bf16"], ["--precision", "int8"], "precision: int8 dynamic quantization of the linear layers on CPU"),
+    ],
+    ids=["auto_without_bf16_units", "forced_fp32", "auto_with_amx", "bf16_alias", "forced_int8"],
+)
+def test_fer_predict_picks_int8_without_bf16_units_says_which_path_runs_and_gives_its_labels(
+    vit64_dir, crops_folder, monkeypatch, capsys, keep_torch_threads, units, flags, expected
+):
+    from tests.test_inference import mock_bf16_units
+
+    mock_bf16_units(monkeypatch, units)
+    argv = [str(crops_folder), "--no_detect", "--threads", "1", "--model", str(vit64_dir), *flags]
+
+    assert main(argv) == 0
+
+    captured = capsys.readouterr()
+    (line,) = [line for line in captured.err.splitlines() if line.startswith("fer-predict: precision: ")]
+    assert line.startswith(f"fer-predict: {expected}") and line.endswith("; 1 thread")
+    arithmetic = {"int8": "int8", "float32": "fp32", "bf16 a": "bf16"}
+    kind = next(v for k, v in arithmetic.items() if expected.startswith(f"precision: {k}"))
+    crops = [np.asarray(Image.open(crops_folder / f"{i:03d}.png")) for i in range(12)]
+    predicted = FERPredictor(vit64_dir, device="cpu", precision=kind).predict(crops)
+    assert [json.loads(line)["scores"] for line in captured.out.splitlines()] == [p["scores"] for p in predicted]
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--bf16", "--precision", "fp32"], ["--precision", "fp16"], ["--onnx", "m.onnx", "--precision", "int8"]],
+    ids=["bf16_contradicts_fp32", "unknown", "onnx_with_int8"],
+)
+def test_contradictory_or_unknown_precision_flags_are_usage_errors(tiny_dir, tmp_path, capsys, flags):
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(tmp_path / "face.png")
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "face.png"), "--no_detect", "--model", str(tiny_dir), *flags])
+    assert exit_info.value.code == 2
+    assert "--precision" in capsys.readouterr().err
