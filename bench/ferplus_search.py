@@ -39,6 +39,22 @@ TRIALS: dict[str, dict] = {
     "grid_p8": {"recipe": FINETUNE, "about": "from scratch, patch 8 (6x6 tokens)", "flags": ["--patch_size", "8"]},
     "grid_p6": {"recipe": FINETUNE, "about": "from scratch, patch 6 (8x8 tokens)", "flags": ["--patch_size", "6"]},
     "grid_p4": {"recipe": FINETUNE, "about": "from scratch, patch 4 (12x12 tokens)", "flags": ["--patch_size", "4"]},
+    # Phase 2, does a short MAE pay on the finer grids: 20 MAE epochs on the 28,558 training-folder images, then the
+    # phase-1 fine-tuning budget from it (compare with grid_p6 / grid_p4 from scratch).
+    "mae20_p6": {"recipe": MAE, "about": "MAE 20 epochs, patch 6", "flags": ["--patch_size", "6"]},
+    "ft_p6_mae20": {
+        "recipe": FINETUNE,
+        "about": "grid_p6 from mae20_p6",
+        "flags": ["--patch_size", "6"],
+        "init": "mae20_p6",
+    },
+    "mae20_p4": {"recipe": MAE, "about": "MAE 20 epochs, patch 4", "flags": ["--patch_size", "4"]},
+    "ft_p4_mae20": {
+        "recipe": FINETUNE,
+        "about": "grid_p4 from mae20_p4",
+        "flags": ["--patch_size", "4"],
+        "init": "mae20_p4",
+    },
 }
 
 
