@@ -86,11 +86,6 @@ def test_cpu_training_bench_compares_both_dtypes_for_the_mae_step():
     assert out["runs"][0]["gflop_per_image"] == out["runs"][1]["gflop_per_image"] > 0
 
 
-def test_inference_bench_runs_in_tiny_mode(ferplus_dir):
-    out = run_tiny("inference.py")
-    assert out["speedup_batched_over_pipeline"] > 0 and out["label_agreement"] > 0.9
-
-
 def test_gpu_bench_flop_formulas_equal_torch_flop_counter_with_eager_attention():
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import ViTForImageClassification
