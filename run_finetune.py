@@ -24,7 +24,7 @@ import torch
 import transformers
 from transformers import TrainingArguments
 
-from modeling.cli import require_dir, run_main
+from modeling.cli import UsageError, require_dir, run_main
 from modeling.drop_path import enable_drop_path
 from modeling.fast_input import FaceBatchTransform, PixelCollator, fast_transforms, undecoded
 from modeling.finetuning import (
@@ -56,6 +56,13 @@ class DataTrainingArguments:
     data_dir: str | None = field(default=None, metadata={"help": "The folder of the official download."})
     dataset_config_name: str | None = field(
         default=None, metadata={"help": "'original' (RAF-DB), '7'/'8' (AffectNet), 'majority'/'probability' (FER+)."}
+    )
+    eval_dataset_config_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "FER+: the protocol validation and test are scored under when training on another, e.g. train "
+            "on 'probability' (the vote distributions) and select and score on 'majority' (published figures)."
+        },
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where prepared datasets are cached."})
     validation_split_percentage: float = field(
@@ -187,6 +194,23 @@ def main(argv: list[str] | None = None) -> dict:
     train_set, eval_set, test_set, test_name = select_splits(
         splits, data_args.validation_split_percentage / 100, training_args.seed
     )
+    eval_config = data_args.eval_dataset_config_name or data_args.dataset_config_name
+    if eval_config != data_args.dataset_config_name:
+        # Train under one protocol, select and score under another: the training split stays, validation and
+        # test (and the duplicate search below) come from the evaluation protocol's splits.
+        with training_args.main_process_first(desc="prepare evaluation dataset"):
+            splits = load_fer_dataset(
+                data_args.dataset_name, data_args.data_dir, config=eval_config, cache_dir=data_args.cache_dir
+            )
+        _, eval_set, test_set, test_name = select_splits(
+            splits, data_args.validation_split_percentage / 100, training_args.seed
+        )
+        if eval_set.features["label"].names != train_set.features["label"].names:
+            raise UsageError(
+                f"--eval_dataset_config_name {eval_config}: its classes {eval_set.features['label'].names} differ "
+                f"from the training protocol's {train_set.features['label'].names}"
+            )
+        logger.info("Training on the %r protocol, scoring on %r", data_args.dataset_config_name, eval_config)
     names = list(train_set.features["label"].names)
     if (
         data_args.dataset_name != "imagefolder"  # its classes are whatever folders the user has
@@ -283,6 +307,7 @@ def main(argv: list[str] | None = None) -> dict:
     # 10. Train, then keep a plain ViTForImageClassification (LoRA merged unless asked otherwise).
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or checkpoint_found)
+        train_result.metrics["train_samples"] = len(train_set)
         trainer.log_metrics("train", train_result.metrics)
         trainer.save_metrics("train", train_result.metrics)
         trainer.save_state()
@@ -321,7 +346,7 @@ def main(argv: list[str] | None = None) -> dict:
             training_args.output_dir,
             all_results,
             dataset_name=data_args.dataset_name,
-            dataset_config=data_args.dataset_config_name,
+            dataset_config=eval_config,
             repo_id=trainer.hub_model_id or hub_id_or_none(training_args.hub_model_id),
             base_model=hub_id_or_none(model_args.model_name_or_path),
             details=_recipe_summary(model_args, data_args, training_args, trainer.state, total_batch),
@@ -394,7 +419,7 @@ def _recipe_summary(model_args, data_args, training_args, state, total_batch: in
     """The card's recipe rows; the training length is what ran (``state``: the trainer's), not what was asked."""
     from modeling.model_card import training_length
 
-    return {
+    rows = {
         "Starting point": model_args.model_name_or_path or f"{model_args.model_size} from scratch",
         "Fine-tuning": (
             f"{training_length(state.global_step, state.epoch, total_batch)}, "
@@ -404,6 +429,12 @@ def _recipe_summary(model_args, data_args, training_args, state, total_batch: in
             f"sampler '{data_args.weighted_sampler}', LoRA r {model_args.lora_r}, seed {training_args.seed}"
         ),
     }
+    if data_args.eval_dataset_config_name not in (None, data_args.dataset_config_name):
+        rows["Training labels"] = (
+            f"the '{data_args.dataset_config_name}' protocol, selected and scored on "
+            f"'{data_args.eval_dataset_config_name}'"
+        )
+    return rows
 
 
 if __name__ == "__main__":

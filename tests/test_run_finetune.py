@@ -250,3 +250,35 @@ def test_uint8_batches_normalised_in_the_trainer_train_exactly_as_batches_normal
     assert dtypes == {False: {torch.float32}, True: {torch.uint8}}  # train, eval and predict batches alike
     for key in ("train_loss", "eval_loss", "eval_accuracy", "test_accuracy", "test_macro_f1"):
         assert results[True][key] == results[False][key], key
+
+
+def test_trains_on_fer_plus_vote_distributions_while_selecting_and_scoring_on_the_majority_protocol(
+    pretrained, ferplus_mini_dir, tmp_path
+):
+    from modeling.data import load_fer_dataset
+
+    cache = tmp_path / "cache"
+    prob = load_fer_dataset("ferplus", ferplus_mini_dir, config="probability", cache_dir=cache)
+    major = load_fer_dataset("ferplus", ferplus_mini_dir, config="majority", cache_dir=cache)
+    assert len(prob["train"]) != len(
+        major["train"]
+    )  # the protocols keep different faces: the test can tell them apart
+    out = tmp_path / "ft"
+    run_finetune_main(
+        finetune_args(
+            pretrained,
+            ferplus_mini_dir,
+            out,
+            cache,
+            dataset_config_name="probability",
+            eval_dataset_config_name="majority",
+            max_steps=2,
+            num_train_epochs=1,
+        )  # fmt: skip
+    )
+    saved = json.loads((out / "all_results.json").read_text())
+    assert saved["train_samples"] == len(prob["train"])
+    assert saved["eval_samples"] == len(major["validation"]) and saved["test_samples"] == len(major["test"])
+    card = (out / "README.md").read_text()
+    assert "the 'probability' protocol, selected and scored on 'majority'" in card
+    assert "ferplus" in card and "majority" in card
