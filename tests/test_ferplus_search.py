@@ -1,6 +1,7 @@
 """The issue-14 search driver: trials run through the package's scripts, on validation only, and are recorded."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -18,10 +19,22 @@ def test_search_runs_an_mae_trial_then_a_fine_tuning_trial_from_it_and_never_sco
     trials = {
         "mae_tiny": {"recipe": ferplus_search.MAE, "about": "MAE", "flags": ["--patch_size", "8"]},
         "ft_tiny": {"recipe": ferplus_search.FINETUNE, "about": "from the MAE", "flags": [], "init": "mae_tiny"},
+        "ft_votes": {
+            "recipe": ferplus_search.FINETUNE,
+            "about": "on the votes",
+            "flags": ferplus_search.VOTES,
+            "init": "mae_tiny",
+        },
     }
     monkeypatch.setattr(ferplus_search, "TRIALS", trials)
-    report = ferplus_search.main(["--tiny", "--work_dir", str(tmp_path)])
-    mae, ft = report["trials"]
+    # The MAE first on both cores, then the two fine-tuning trials side by side (they start from it).
+    report = ferplus_search.main(["--tiny", "--work_dir", str(tmp_path), "--parallel", "2"])
+    mae, ft, votes = report["trials"]
+    assert "threads" not in mae or mae["threads"] >= ft["threads"]
+    assert ft["threads"] == votes["threads"] == max(1, (os.cpu_count() or 2) // 2)
+    assert (
+        votes["accuracy"] is not None and "| ft_votes | on the votes |" in (tmp_path / "ferplus_search.md").read_text()
+    )
     assert mae["script"] == "run_mae.py" and mae["eval_loss"] > 0
     assert ft["script"] == "run_finetune.py" and ft["init"] == "mae_tiny" and 0 <= ft["accuracy"] <= 1
     assert [step for step, _, _ in ft["val_accuracy_per_eval"]] == [1, 2]
