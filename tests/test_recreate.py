@@ -1,0 +1,56 @@
+"""python -m modeling.recreate: the shipped model's one-command recipe, its stages, resume and time accounting."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from modeling import recreate
+from modeling.cli import UserError
+
+
+def test_tree_cpu_seconds_counts_a_busy_child_and_its_own_children():
+    # A child that spins one grandchild for ~0.6 s of CPU, then spins itself: both are in the tree's count.
+    code = (
+        "import subprocess, sys, time\n"
+        "g = subprocess.Popen([sys.executable, '-c', 'import time\\nt=time.process_time()\\n"
+        "while time.process_time() - t < 0.6: pass\\ntime.sleep(30)'])\n"
+        "t = time.process_time()\n"
+        "while time.process_time() - t < 0.6: pass\n"
+        "time.sleep(30)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.time() + 20
+        seconds = 0.0
+        while time.time() < deadline and seconds < 1.1:
+            time.sleep(0.2)
+            seconds = recreate.tree_cpu_seconds(proc.pid)
+        assert seconds >= 1.1  # the child's 0.6 s and the live grandchild's 0.6 s
+        assert recreate.tree_cpu_seconds(2**22 + 12345) == 0.0  # no such process: nothing counted
+    finally:
+        subprocess.run(["pkill", "-P", str(proc.pid)], check=False)
+        proc.kill()
+        proc.wait()
+
+
+def test_recreate_runs_both_stages_once_records_their_time_and_skips_them_when_done(ferplus_mini_dir, tmp_path):
+    work = tmp_path / "work"
+    summary = recreate.main(["--data_dir", str(ferplus_mini_dir), "--work_dir", str(work), "--tiny", "--no_ship"])
+    assert [a["stage"] for a in summary["attempts"]] == ["mae", "finetune"]
+    assert all(a["exit"] == 0 and a["wall_s"] > 0 for a in summary["attempts"])
+    assert summary["cpu_hours"] > 0 and summary["wall_hours"] > 0
+    mae = json.loads((work / "mae" / "all_results.json").read_text())
+    assert "train_runtime" in mae
+    ft = json.loads((work / "finetune" / "all_results.json").read_text())
+    assert 0 <= ft["test_accuracy"] <= 1 and "eval_accuracy" in ft  # selected on validation, test scored
+    assert json.loads((work / "finetune" / "config.json").read_text())["hidden_size"] == 32  # from the tiny MAE
+    again = recreate.main(["--data_dir", str(ferplus_mini_dir), "--work_dir", str(work), "--tiny", "--no_ship"])
+    assert again["attempts"] == summary["attempts"]  # nothing ran again
+
+
+def test_recreate_refuses_a_folder_without_the_fer_plus_layout(tmp_path):
+    with pytest.raises(UserError, match="no FER2013Train/ folder"):
+        recreate.main(["--data_dir", str(tmp_path), "--no_ship"])
