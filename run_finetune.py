@@ -328,8 +328,10 @@ def main(argv: list[str] | None = None) -> dict:
     # 12. Predict: the official test split, once, with the selected model.
     if training_args.do_predict and test_set is not None:
         from modeling.data.duplicates import find_duplicate_mask
+        from modeling.data.report import saved_report
 
-        duplicate = find_duplicate_mask(splits, test_name)  # the full splits: test rows with a copy in another split
+        # The full splits' test rows with a copy in another split: from the preparation report when it holds them
+        duplicate = find_duplicate_mask(splits, test_name, report=saved_report(splits))
         results.update(
             predict(trainer, test_set, apply, eval_tf, names, data_args.tta_flip, test_name, training_args, duplicate)
         )

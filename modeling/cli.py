@@ -3,7 +3,9 @@
 A mistake in what the user typed or pointed at (a misspelled flag, an unknown dataset name, a data folder that is
 not there) is a :class:`UserError`; :func:`run_main` shows it as one line, the way argparse reports its own errors.
 Anything else is a bug and keeps its traceback. Called from Python (tests, notebooks), ``main(argv)`` still raises:
-only the ``if __name__ == "__main__":`` entry points go through :func:`run_main`.
+only the ``if __name__ == "__main__":`` entry points go through :func:`run_main`. A command does not print its own
+error line or return 2 itself: it raises a :class:`UserError`, or turns a library's error that, in that command, can
+only come from what the user named into one with :func:`user_errors`.
 
     if __name__ == "__main__":
         sys.exit(run_main(main, "run_finetune.py"))
@@ -13,7 +15,8 @@ from __future__ import annotations
 
 import difflib
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,10 @@ class UserError(Exception):
 
 class UsageError(UserError, ValueError):
     """A wrong flag, argument value or name on the command line or in a recipe."""
+
+
+class MissingFileError(UserError, FileNotFoundError):
+    """A file or folder the user named is not there, or lacks a file it should hold."""
 
 
 def did_you_mean(word: str, choices: Iterable[str], prefix: str = "") -> str:
@@ -39,6 +46,21 @@ def require_dir(flag: str, path: str) -> None:
     """``UsageError`` ``--data_dir /x: not a directory`` unless ``path`` is an existing folder."""
     if not Path(path).expanduser().is_dir():
         raise UsageError(f"{flag} {path}: not a directory")
+
+
+@contextmanager
+def user_errors(*types: type[Exception]) -> Iterator[None]:
+    """Re-raises an exception of ``types`` raised inside as a :class:`UserError` with the same message.
+
+    For a library's errors that, around this call, can only come from what the user named (a model folder that
+    holds no classifier, a destination the user cannot write to); a :class:`UserError` passes through as it is.
+    """
+    try:
+        yield
+    except UserError:
+        raise
+    except types as err:
+        raise UserError(str(err)) from err
 
 
 def run_main(main: Callable[[], Any], prog: str) -> int:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .cli import run_main
+from .cli import UsageError, run_main, user_errors
 from .inference import FERPredictor, NotAnImageClassifierError
 from .labels import remap_indices
 from .metrics import dedup_metrics, fer_metrics
@@ -53,15 +53,15 @@ class EvalArguments:
 
     def __post_init__(self):
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+            raise UsageError(f"batch_size must be positive, got {self.batch_size}")
         if self.max_samples is not None and self.max_samples < 1:
-            raise ValueError(f"max_samples must be positive, got {self.max_samples}")
+            raise UsageError(f"max_samples must be positive, got {self.max_samples}")
         # float32 unless asked: a report's figures must not depend on the CPU the evaluation ran on.
         if self.bf16 and self.precision not in (None, "bf16"):
-            raise ValueError(f"--bf16 contradicts --precision {self.precision}")
+            raise UsageError(f"--bf16 contradicts --precision {self.precision}")
         self.precision = self.precision or ("bf16" if self.bf16 else "fp32")
         if self.precision not in INFERENCE_PRECISIONS:
-            raise ValueError(f"precision must be one of {INFERENCE_PRECISIONS}, got {self.precision!r}")
+            raise UsageError(f"precision must be one of {INFERENCE_PRECISIONS}, got {self.precision!r}")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> EvalArguments:
@@ -96,7 +96,7 @@ def load_splits(args: EvalArguments):
 
     dsd = load_fer_dataset(args.dataset_name, args.data_dir, config=args.dataset_config_name, cache_dir=args.cache_dir)
     if args.split not in dsd:
-        raise ValueError(f"{args.dataset_name} has no split {args.split!r}; it has {list(dsd)}")
+        raise UsageError(f"{args.dataset_name} has no split {args.split!r}; it has {list(dsd)}")
     return dsd
 
 
@@ -113,7 +113,7 @@ def class_mapping(model_labels: Sequence[str], dataset_labels: Sequence[str]) ->
     """
     kept = [i for i, name in enumerate(model_labels) if name in dataset_labels]
     if not kept:
-        raise ValueError(
+        raise UsageError(
             f"The model's classes {list(model_labels)} share no name with the dataset's {list(dataset_labels)}"
         )
     target = remap_indices([model_labels[i] for i in kept], dataset_labels)
@@ -158,18 +158,17 @@ def hardest_mistakes(probs: np.ndarray, preds: np.ndarray, refs: np.ndarray, k: 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .data.duplicates import MAX_IMAGES, find_duplicate_mask
+    from .data.report import saved_report
     from .plots import plot_confusion_matrix, save_image_grid
 
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     args = parse_args(argv)
-    try:
+    with user_errors(NotAnImageClassifierError):
         predictor = FERPredictor(args.model, device=args.device, cache_dir=args.cache_dir, precision=args.precision)
-    except NotAnImageClassifierError as err:
-        print(f"evaluate: {err}", file=sys.stderr)
-        return 2
     splits = load_splits(args)
     dataset = splits[args.split]
-    duplicate = find_duplicate_mask(splits, args.split)  # over the full split; None above MAX_IMAGES images
+    # Over the full split, from the preparation report when it holds the search; else searched (None above MAX_IMAGES)
+    duplicate = find_duplicate_mask(splits, args.split, report=saved_report(splits))
     if args.max_samples is not None:
         dataset = dataset.select(range(min(args.max_samples, len(dataset))))
         duplicate = None if duplicate is None else duplicate[: len(dataset)]

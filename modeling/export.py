@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cli import run_main
-from .inference import _check_is_image_classifier
+from .cli import run_main, user_errors
+from .inference import NotAnImageClassifierError, _check_is_image_classifier
 
 logger = logging.getLogger(__name__)
 
@@ -155,17 +155,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.tolerance is None:
         args.tolerance = 0.1 if args.int8 else 1e-4
-    if args.int8:
-        exported = Path(args.output).with_name(Path(args.output).stem + ".fp32.onnx")
-        try:
-            path = quantize_onnx_int8(export_onnx(args.model_dir, exported, args.opset), args.output)
-        finally:
-            exported.unlink(missing_ok=True)
-    else:
-        path = export_onnx(args.model_dir, args.output, args.opset)
+    with user_errors(NotAnImageClassifierError):  # MODEL_DIR missing, or not a saved image classifier
+        if args.int8:
+            exported = Path(args.output).with_name(Path(args.output).stem + ".fp32.onnx")
+            try:
+                path = quantize_onnx_int8(export_onnx(args.model_dir, exported, args.opset), args.output)
+            finally:
+                exported.unlink(missing_ok=True)
+        else:
+            path = export_onnx(args.model_dir, args.output, args.opset)
     diff = check_onnx(args.model_dir, path)
     print(f"exported {path}; max abs diff ONNX Runtime vs PyTorch logits (batch 1 and 3): {diff:.3g}")
-    if diff > args.tolerance:
+    if diff > args.tolerance:  # a failed check, not a user error: status 1
         print(f"export: difference {diff:.3g} exceeds the tolerance {args.tolerance:g}", file=sys.stderr)
         return 1
     return 0

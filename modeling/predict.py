@@ -26,7 +26,7 @@ from typing import Any, TextIO
 import numpy as np
 import torch
 
-from .cli import UsageError, run_main
+from .cli import UsageError, run_main, user_errors
 from .faces import Box, FaceDetector, HaarFaceDetector, crop_face
 from .inference import FERPredictor, NotAnImageClassifierError
 from .precision import INFERENCE_PRECISIONS as PRECISIONS
@@ -288,10 +288,8 @@ def _main(argv: Sequence[str] | None) -> int:
     print(f"fer-predict: model {args.model}" + (" (the default model)" if default else ""), file=sys.stderr)
     out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
     try:
-        counts = run(args, out)
-    except (NotAnImageClassifierError, FileNotFoundError) as err:
-        print(f"fer-predict: {err}", file=sys.stderr)
-        return 2
+        with user_errors(NotAnImageClassifierError, FileNotFoundError):  # --model or --onnx names no usable model
+            counts = run(args, out)
     finally:
         if out is not sys.stdout:
             out.close()

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cli import run_main
+from .cli import MissingFileError, run_main
 
 logger = logging.getLogger(__name__)
 
@@ -33,16 +33,19 @@ REQUIRED_FILES: tuple[str, ...] = ("config.json", "preprocessor_config.json", "R
 
 
 def check_model_dir(model_dir: str | Path) -> Path:
-    """``model_dir`` after checking it holds safetensors weights, config, image processor and card."""
+    """``model_dir`` after checking it holds safetensors weights, config, image processor and card.
+
+    Raises :class:`~modeling.cli.MissingFileError` (a ``FileNotFoundError``) naming what is missing.
+    """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
-        raise FileNotFoundError(f"Model directory not found: {model_dir}")
+        raise MissingFileError(f"Model directory not found: {model_dir}")
     missing = [name for name in REQUIRED_FILES if not (model_dir / name).is_file()]
     if missing:
         hint = " (write it with modeling.model_card.write_model_card)" if "README.md" in missing else ""
-        raise FileNotFoundError(f"{model_dir} lacks {', '.join(missing)}{hint}")
+        raise MissingFileError(f"{model_dir} lacks {', '.join(missing)}{hint}")
     if not any(model_dir.glob("*.safetensors")):
-        raise FileNotFoundError(f"{model_dir} holds no *.safetensors weights; re-save the model with save_pretrained")
+        raise MissingFileError(f"{model_dir} holds no *.safetensors weights; re-save the model with save_pretrained")
     return model_dir
 
 
@@ -83,11 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--private", action="store_true", help="Create the repository as private")
     p.add_argument("--commit_message", default="Upload FER model")
     args = p.parse_args(argv)
-    try:
-        url = push_model_dir(args.model_dir, args.repo_id, private=args.private, commit_message=args.commit_message)
-    except FileNotFoundError as err:
-        print(f"push: {err}", file=sys.stderr)
-        return 2
+    url = push_model_dir(args.model_dir, args.repo_id, private=args.private, commit_message=args.commit_message)
     print(f"pushed {args.model_dir} to {url}")
     return 0
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from modeling.cli import UsageError, UserError, run_main
+from modeling.cli import MissingFileError, UsageError, UserError, run_main, user_errors
 from modeling.data import DatasetLayoutError, load_fer_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,6 +123,44 @@ def test_run_main_prints_user_errors_as_one_line_and_lets_bugs_raise(capsys):
     with pytest.raises(KeyError):
         run_main(bug, "prog")
     assert run_main(lambda: 1, "prog") == 1 and run_main(lambda: {"accuracy": 1.0}, "prog") == 0
+
+
+def test_user_errors_turns_the_named_library_errors_into_user_errors_and_lets_the_others_through():
+    with pytest.raises(UserError, match="^boom$") as raised:
+        with user_errors(OSError):
+            raise PermissionError("boom")
+    assert isinstance(raised.value.__cause__, PermissionError)
+    already = MissingFileError("/x lacks config.json")
+    with pytest.raises(MissingFileError) as raised:
+        with user_errors(OSError):
+            raise already
+    assert raised.value is already
+    with pytest.raises(KeyError):
+        with user_errors(OSError):
+            raise KeyError("a bug keeps its traceback")
+
+
+@pytest.mark.parametrize(
+    "module, prog, args",
+    [
+        ("evaluate", "python -m modeling.evaluate", ["{missing}", "--dataset_name", "ferplus"]),
+        ("export", "python -m modeling.export", ["{missing}", "{tmp}/model.onnx"]),
+        ("push", "python -m modeling.push", ["{missing}", "someone/fer"]),
+        ("predict", "fer-predict", ["{tmp}/face.png", "--no_detect", "--model", "{missing}"]),
+        ("data.ferplus_layout", "python -m modeling.data.ferplus_layout", ["{missing}", "{tmp}/official"]),
+    ],
+    ids=["evaluate", "export", "push", "predict", "ferplus_layout"],
+)
+def test_a_missing_model_or_source_folder_is_one_error_line_and_status_2_in_every_modeling_cli(
+    module, prog, args, tmp_path, capsys
+):
+    main = importlib.import_module(f"modeling.{module}").main
+    missing = tmp_path / "missing"
+    argv = [a.format(missing=missing, tmp=tmp_path) for a in args]
+    assert run_main(lambda: main(argv), prog) == 2  # fer-predict's main goes through run_main itself
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if line.startswith(f"{prog}: error: ")]
+    assert str(missing) in line and "Traceback" not in err
 
 
 # The entry points, as a newcomer meets them (each run imports torch and transformers: a few seconds).

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from modeling.cli import run_main
 from modeling.data.ferplus_layout import SPLITS, main, required_files, unpack_split
+
+PROG = "python -m modeling.data.ferplus_layout"
 
 
 def packed(ferplus_dir: Path, split: str) -> tuple[np.ndarray, list[str]]:
@@ -46,8 +49,9 @@ def test_a_source_without_a_file_is_refused_with_its_name(ferplus_dir, tmp_path,
         if name != "valid_images.npz":
             (source / name).parent.mkdir(parents=True, exist_ok=True)
             (source / name).symlink_to(ferplus_dir / name)
-    assert main([str(source), str(tmp_path / "official")]) == 2
-    assert "lacks valid_images.npz" in capsys.readouterr().err
+    assert run_main(lambda: main([str(source), str(tmp_path / "official")]), PROG) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"{PROG}: error: ") and "lacks valid_images.npz" in line
     assert not (tmp_path / "official").exists()  # nothing half-written
 
 
@@ -72,5 +76,7 @@ def test_the_pair_option_writes_both_csvs_for_the_chosen_rows_with_packed_pixels
 
 
 def test_rows_beyond_fer2013new_are_refused(ferplus_dir, tmp_path, capsys):
-    assert main([str(ferplus_dir), "--pair", str(tmp_path / "pair"), "--rows", "35880:35900"]) == 2
-    assert "outside the" in capsys.readouterr().err
+    argv = [str(ferplus_dir), "--pair", str(tmp_path / "pair"), "--rows", "35880:35900"]
+    assert run_main(lambda: main(argv), PROG) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"{PROG}: error: rows [") and "outside the" in line

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modeling.data import cross_split_duplicates, duplicate_mask, find_duplicate_mask, pixel_digest
+from modeling.data import cross_split_duplicates, duplicate_mask, find_duplicate_mask, load_fer_dataset, pixel_digest
+from modeling.data import duplicates as duplicates_module
 from modeling.data import preparation_report as load_report
 from modeling.data.__main__ import main as data_main
 from modeling.data.duplicates import Row, image_pixels
 from modeling.data.ferplus_votes import target
-from modeling.data.report import REPORT_FILENAME, PreparationReport
+from modeling.data.report import REPORT_FILENAME, PreparationReport, saved_report
 
 FEATURES = datasets.Features({"image": datasets.Image(mode="RGB"), "label": datasets.ClassLabel(names=["a", "b"])})
 
@@ -155,6 +156,36 @@ def test_a_report_saved_before_the_search_existed_gets_it_on_load(planted, tmp_p
     saved.write_text(json.dumps(old))
     assert PreparationReport.load(saved.parent).duplicates.rows["test"] == 2
     assert json.loads(saved.read_text())["duplicates"]["rows"]["test"] == 2
+
+
+def test_the_saved_preparation_report_gives_the_mask_without_searching_again_and_only_for_the_splits_it_describes(
+    planted, tmp_path, monkeypatch
+):
+    _write_folder(tmp_path / "faces", planted)
+    splits = load_fer_dataset("imagefolder", tmp_path / "faces", cache_dir=tmp_path / "cache")
+    searched = {name: find_duplicate_mask(splits, name) for name in splits}
+    report = saved_report(splits)
+    assert report is not None and report.describes(splits)
+
+    def search_again(*args, **kwargs):
+        raise AssertionError("searched the splits again")
+
+    monkeypatch.setattr(duplicates_module, "cross_split_duplicates", search_again)
+    cached = find_duplicate_mask(splits, "test", report=report)
+    assert cached.tolist() == searched["test"].tolist() == [False] * 4 + [True, True, False, False]
+    assert find_duplicate_mask(splits, "validation", report=report).tolist() == searched["validation"].tolist()
+    assert find_duplicate_mask(splits, "test", max_images=1, report=report).tolist() == cached.tolist()  # no decoding
+
+    # The report names test rows only for (test, train): the train rows with a copy are counted, not named.
+    with pytest.raises(AssertionError, match="searched the splits again"):
+        find_duplicate_mask(splits, "train", report=report)
+    # Fewer rows than the report counts: searched.
+    with pytest.raises(AssertionError, match="searched the splits again"):
+        find_duplicate_mask({**splits, "test": splits["test"].select(range(6))}, "test", report=report)
+    # Rows reordered on top of the Arrow file, or splits swapped: no report to use.
+    assert saved_report({**splits, "test": splits["test"].shuffle(seed=0)}) is None
+    assert saved_report({"test": splits["train"], "train": splits["test"], "validation": splits["validation"]}) is None
+    assert saved_report({name: list(range(len(ds))) for name, ds in splits.items()}) is None  # not Arrow-backed
 
 
 def _majority_kept(ferplus_dir: Path, folder: str) -> np.ndarray:

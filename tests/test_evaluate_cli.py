@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from modeling.cli import run_main
 from modeling.evaluate import class_mapping, evaluate_split, hardest_mistakes, main, to_array
 from modeling.inference import FERPredictor
 from modeling.labels import FERPLUS_LABELS, RAFDB_LABELS
@@ -60,6 +61,28 @@ def test_evaluate_reports_the_metrics_without_the_faces_that_have_a_pixel_copy_i
     assert report["dedup_accuracy"] == pytest.approx(np.mean(out["preds"][~duplicate] == out["refs"][~duplicate]))
 
 
+def test_evaluate_reads_the_duplicates_from_the_preparation_report_instead_of_searching_again(
+    tiny_dir, ferplus_mini_dir, tmp_path, monkeypatch
+):
+    data = pytest.importorskip("modeling.data")
+    from modeling.data import duplicates
+
+    cache = tmp_path / "cache"
+    splits = data.load_fer_dataset("ferplus", ferplus_mini_dir, cache_dir=cache)  # prepares: the report's search
+    searched = data.find_duplicate_mask(splits, "validation")
+
+    def search_again(*args, **kwargs):
+        raise AssertionError("searched the splits again")
+
+    monkeypatch.setattr(duplicates, "cross_split_duplicates", search_again)
+    args = [str(tiny_dir), "--dataset_name", "ferplus", "--data_dir", str(ferplus_mini_dir), "--split", "validation"]
+    assert main([*args, "--output_dir", str(tmp_path), "--cache_dir", str(cache), "--num_hardest", "0"]) == 0
+    report = json.loads((tmp_path / "eval_ferplus_validation.json").read_text())
+    out = evaluate_split(FERPredictor(tiny_dir, device="cpu", precision="fp32"), splits["validation"], batch_size=16)
+    assert searched.sum() == 2 and report["dedup_samples"] == 38
+    assert report["dedup_accuracy"] == pytest.approx(np.mean(out["preds"][~searched] == out["refs"][~searched]))
+
+
 def test_dedup_metrics_leave_out_the_flagged_rows_and_report_no_metric_when_none_is_left():
     preds, refs = np.array([0, 1, 1, 0, 2]), np.array([0, 1, 0, 0, 1])
     m = dedup_metrics(preds, refs, np.array([False, False, True, False, True]), num_labels=3)
@@ -98,5 +121,7 @@ def test_evaluate_refuses_an_mae_checkpoint_with_a_clear_message(tmp_path, capsy
     from transformers import ViTMAEForPreTraining
 
     ViTMAEForPreTraining(tiny_mae_config()).save_pretrained(tmp_path)
-    assert main([str(tmp_path), "--dataset_name", "ferplus", "--output_dir", str(tmp_path / "o")]) == 2
-    assert "not an image classifier" in capsys.readouterr().err
+    argv = [str(tmp_path), "--dataset_name", "ferplus", "--output_dir", str(tmp_path / "o")]
+    assert run_main(lambda: main(argv), "python -m modeling.evaluate") == 2
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("python -m modeling.evaluate")]
+    assert line.startswith("python -m modeling.evaluate: error: ") and "not an image classifier" in line

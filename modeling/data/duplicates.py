@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import datasets
 import numpy as np
@@ -35,10 +35,14 @@ from PIL import Image
 
 from .images import decode, to_rgb
 
+if TYPE_CHECKING:
+    from .report import PreparationReport
+
 logger = logging.getLogger(__name__)
 
 # Above this many images in all splits together, find_duplicate_mask skips the search (AffectNet's
-# ~290k faces take minutes to decode); the preparation report still holds it, computed once.
+# ~290k faces take minutes to decode); the preparation report still holds it, computed once, and
+# find_duplicate_mask reads it from there when given the report.
 MAX_IMAGES = 100_000
 
 # An image as this project's datasets hold it: {"bytes", "path"} (the Image feature undecoded), raw
@@ -170,12 +174,25 @@ def find_duplicate_mask(
     split: str,
     max_images: int | None = MAX_IMAGES,
     column: str = "image",
+    report: PreparationReport | None = None,
 ) -> np.ndarray | None:
     """``[len(splits[split])]`` bool: rows of ``split`` with an exact pixel copy in another split of ``splits``.
 
-    ``None`` (and a log line) when the splits hold more than ``max_images`` images together: the search
-    decodes every image once, seconds for FER+ or RAF-DB, minutes for AffectNet.
+    ``report``: the preparation report of ``splits`` (:func:`~modeling.data.report.saved_report`). When it has their
+    split names and row counts, holds the cross-split search and names the rows of ``split`` that have a copy
+    (:meth:`~modeling.data.report.Duplicates.mask`), the mask comes from it, whatever the number of images.
+    Otherwise the splits are searched, or, above ``max_images`` images together, ``None`` (and a log line): the
+    search decodes every image once, seconds for FER+ or RAF-DB, minutes for AffectNet.
     """
+    size = len(splits[split])
+    if report is not None and report.duplicates is not None and report.describes(splits):
+        mask = report.duplicates.mask(split, size)
+        if mask is not None:
+            logger.info("%s: %d of %d rows have an exact pixel copy in another split (preparation report)",
+                        split, mask.sum(), size)  # fmt: skip
+            return mask
+    if report is not None:
+        logger.info("The preparation report does not give the %s rows with a copy; searching the splits", split)
     total = sum(len(images) for images in splits.values())
     if max_images is not None and total > max_images:
         logger.warning(
@@ -183,6 +200,6 @@ def find_duplicate_mask(
             total, split, max_images,
         )  # fmt: skip
         return None
-    mask = duplicate_mask(cross_split_duplicates(splits, column), split, len(splits[split]))
+    mask = duplicate_mask(cross_split_duplicates(splits, column), split, size)
     logger.info("%s: %d of %d rows have an exact pixel copy in another split", split, mask.sum(), mask.size)
     return mask

@@ -27,10 +27,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..cli import MissingFileError, UsageError, UserError, run_main, user_errors
+
 # Official folder -> packed split name in ../shared/data/ferplus.
 SPLITS: dict[str, str] = {"FER2013Train": "train", "FER2013Valid": "valid", "FER2013Test": "test"}
 PAIR_SOURCE = "fer2013new.csv"
 GREY = 128  # the picture of a pair row without an image name (FER+ drops those rows anyway)
+
+
+class LayoutMismatchError(UserError, ValueError):
+    """The source's images and labels disagree, or the destination holds files of another run."""
 
 
 @dataclass(frozen=True)
@@ -51,11 +57,12 @@ def required_files(pair: bool = False) -> list[str]:
 
 
 def check_source(source: str | Path, pair: bool = False) -> Path:
-    """``source`` after checking it holds every file of :func:`required_files`; names the missing ones."""
+    """``source`` after checking it holds every file of :func:`required_files`; names the missing ones
+    (:class:`~modeling.cli.MissingFileError`, a ``FileNotFoundError``)."""
     source = Path(source)
     missing = [name for name in required_files(pair) if not (source / name).is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{source} lacks {', '.join(missing)} (expected the packed FER+ data, see ../shared/data/README.md)"
         )
     return source
@@ -69,8 +76,8 @@ def _packed(source: Path, split: str) -> tuple[np.ndarray, list[str]]:
 def unpack_split(source: str | Path, dest: str | Path, folder: str, limit: int | None = None) -> Written:
     """``dest/folder/``: the PNG of each name of the packed split and the matching ``label.csv`` rows.
 
-    ``limit`` keeps the first ``limit`` names (and label rows). Raises ``ValueError`` when the packed
-    names differ from ``label.csv``'s, or when the folder then holds other PNGs than those names.
+    ``limit`` keeps the first ``limit`` names (and label rows). Raises :class:`LayoutMismatchError` (a ``ValueError``)
+    when the packed names differ from ``label.csv``'s, or when the folder then holds other PNGs than those names.
     """
     source, out = Path(source), Path(dest) / folder
     images, names = _packed(source, SPLITS[folder])
@@ -78,7 +85,7 @@ def unpack_split(source: str | Path, dest: str | Path, folder: str, limit: int |
     with open(label_csv, newline="") as f:
         label_rows = list(csv.reader(f))
     if [row[0] for row in label_rows] != names:
-        raise ValueError(f"{source / (SPLITS[folder] + '_images.npz')} names differ from {label_csv}")
+        raise LayoutMismatchError(f"{source / (SPLITS[folder] + '_images.npz')} names differ from {label_csv}")
     if limit is not None:
         images, names, label_rows = images[:limit], names[:limit], label_rows[:limit]
     out.mkdir(parents=True, exist_ok=True)
@@ -95,7 +102,7 @@ def unpack_split(source: str | Path, dest: str | Path, folder: str, limit: int |
     with open(out / "label.csv", newline="") as f:
         rows = sum(1 for _ in csv.reader(f))
     if pngs != set(names) or len(pngs) != len(names) or rows != len(names):
-        raise ValueError(
+        raise LayoutMismatchError(
             f"{out} holds {len(pngs)} PNGs and {rows} label rows for {len(names)} names in the source "
             "(leftovers of an earlier run? write into an empty folder)"
         )
@@ -125,7 +132,7 @@ def write_pair(source: str | Path, dest: str | Path, rows: Sequence[int]) -> Pat
         all_rows = list(reader)
     outside = [i for i in rows if not 0 <= i < len(all_rows)]
     if outside:
-        raise ValueError(f"rows {outside[:3]}... outside the {len(all_rows)} data rows of {source / PAIR_SOURCE}")
+        raise UsageError(f"rows {outside[:3]}... outside the {len(all_rows)} data rows of {source / PAIR_SOURCE}")
     dest.mkdir(parents=True, exist_ok=True)
     with open(dest / "fer2013new.csv", "w", newline="") as fn, open(dest / "fer2013.csv", "w", newline="") as fo:
         new, old = csv.writer(fn), csv.writer(fo)
@@ -172,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("give DEST (official folders), --pair DEST, or both")
     if args.limit is not None and args.limit < 1:
         p.error("--limit must be at least 1")
-    try:
+    with user_errors(OSError):  # an unreadable source or a destination the user cannot write to
         if args.dest is not None:
             for w in unpack_official(args.source, args.dest, args.limit):
                 print(f"{Path(args.dest) / w.name}: {w.pngs} PNGs, {w.rows} label rows")
@@ -182,11 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.rows = range(sum(1 for _ in csv.reader(f)) - 1)  # every data row
             write_pair(args.source, args.pair, args.rows)
             print(f"{Path(args.pair)}: fer2013.csv + fer2013new.csv, {len(args.rows)} rows")
-    except (OSError, ValueError) as err:
-        print(f"ferplus_layout: {err}", file=sys.stderr)
-        return 2
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m modeling.data.ferplus_layout"))

@@ -9,7 +9,8 @@ The report also lists the cross-split exact duplicates (:mod:`modeling.data.dupl
 splits, test first, how many rows of one have the same decoded pixels as a row of the other, and
 their file names. The search reads the prepared Arrow files, so it runs when a report without it is
 first loaded (right after a preparation, or from a cache written before it existed) and is saved
-back into the same ``preparation_report.json``.
+back into the same ``preparation_report.json``. Evaluations read their duplicate mask from it
+(:func:`saved_report`, :meth:`Duplicates.mask`) instead of searching again.
 """
 
 from __future__ import annotations
@@ -19,14 +20,18 @@ import logging
 import os
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Sized
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..cli import UserError
 
 if TYPE_CHECKING:
+    import datasets
+
     from .duplicates import Duplicate
 
 logger = logging.getLogger(__name__)
@@ -126,6 +131,23 @@ class Duplicates:
                 pairs.append(DuplicatePair(split, other, len(files), other_count, files))
         return cls({split: len(found[split]) for split in order}, pairs)
 
+    def mask(self, split: str, size: int) -> np.ndarray | None:
+        """``[size]`` bool, True where row ``i`` of ``split`` has a copy in another split, as
+        :func:`~modeling.data.duplicates.duplicate_mask` gives it; ``None`` when the report cannot tell.
+
+        A pair lists the row indices of its first split only, so the rows of a split with copies in a split listed
+        before it (train rows copied in test) are counted in ``rows`` but not named: then the union of the listed
+        rows falls short of ``rows[split]`` and the answer is ``None``.
+        """
+        if split not in self.rows:
+            return None
+        indices = [f.index for pair in self.pairs if pair.split == split for f in pair.files]
+        if any(not 0 <= i < size for i in indices):
+            return None
+        mask = np.zeros(size, dtype=bool)
+        mask[indices] = True
+        return mask if int(mask.sum()) == self.rows[split] else None
+
     @classmethod
     def from_dict(cls, d: dict) -> Duplicates:
         pairs = [DuplicatePair(**{**p, "files": [DuplicateFile(**f) for f in p["files"]]}) for p in d["pairs"]]
@@ -144,6 +166,10 @@ class PreparationReport:
 
     def split(self, name: str) -> SplitReport:
         return self.splits.setdefault(name, SplitReport())
+
+    def describes(self, splits: Mapping[str, Sized]) -> bool:
+        """Whether ``splits`` has the same split names and row counts as this report."""
+        return {name: s.kept for name, s in self.splits.items()} == {name: len(rows) for name, rows in splits.items()}
 
     @property
     def problems(self) -> list[Problem]:
@@ -218,16 +244,48 @@ class PreparationReport:
         )
 
 
+def saved_report(splits: Mapping[str, datasets.Dataset]) -> PreparationReport | None:
+    """The report saved beside the Arrow files that ``splits`` were read whole from, each from its own split's files.
+
+    ``None`` when a split is held in memory, was filtered, shuffled or selected (an indices mapping), was rewritten
+    (``map``, ``flatten_indices``: other file names) or comes from another split's files, when the splits come from
+    several cache folders, or when the folder holds no readable report. The file is read as saved: a report without
+    the duplicate search does not run it here. Check :meth:`PreparationReport.describes` before using it.
+    """
+    files = {
+        name: [Path(f["filename"]) for f in getattr(ds, "cache_files", None) or []] for name, ds in splits.items()
+    }
+    # _indices: datasets' mapping of rows that select/filter/shuffle leave on top of the Arrow file (no public name)
+    if not all(files.values()) or any(getattr(ds, "_indices", None) is not None for ds in splits.values()):
+        return None
+    folders = {path.parent for paths in files.values() for path in paths}
+    if len(folders) != 1 or not (report_path := folders.pop() / REPORT_FILENAME).is_file():
+        return None
+    try:
+        report = PreparationReport.from_dict(json.loads(report_path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        logger.warning("Ignoring the unreadable %s: %s", report_path, e)
+        return None
+    if any(_split_of(path.name, report.dataset) != name for name, paths in files.items() for path in paths):
+        return None
+    return report
+
+
+def _split_of(filename: str, dataset: str) -> str | None:
+    """The split of an Arrow file datasets wrote for ``dataset`` (``<dataset>-<split>[-k-of-n].arrow``), else None."""
+    match = re.fullmatch(re.escape(dataset) + r"-(?P<split>\w+?)(?:-\d{5}-of-\d{5})?\.arrow", filename)
+    return match["split"] if match else None
+
+
 def _arrow_splits(directory: str | Path, dataset: str) -> dict:
     """``{split: Dataset}`` of the Arrow files datasets wrote in ``directory`` (``<dataset>-<split>[-k-of-n].arrow``)."""
     import datasets
 
-    pattern = re.compile(re.escape(dataset) + r"-(?P<split>\w+?)(?:-\d{5}-of-\d{5})?\.arrow")
     shards: dict[str, list[Path]] = {}
     for path in sorted(Path(directory).glob("*.arrow")):
-        match = pattern.fullmatch(path.name)
-        if match:
-            shards.setdefault(match["split"], []).append(path)
+        split = _split_of(path.name, dataset)
+        if split is not None:
+            shards.setdefault(split, []).append(path)
     return {
         split: datasets.concatenate_datasets([datasets.Dataset.from_file(str(p)) for p in paths])
         for split, paths in shards.items()
