@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None) -> dict:
         work_dir=training_args.output_dir,
         **parse_overrides(model_args.config_overrides),
     )
+    if data_args.dataset_name == "ferplus":  # FER2013 faces are gray: fer-predict then converts colour photos too
+        model.config.grayscale_input = True
     image_size = model.config.image_size
     processor = processor_for(model_args.model_name_or_path, image_size)
     if model_args.drop_path > 0:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .cli import UsageError
-from .faces import to_rgb
+from .faces import to_gray, to_rgb
 from .precision import (
     choose_inference_precision,
     cpu_has_bf16,  # noqa: F401  (re-exported: modeling.inference.cpu_has_bf16)
@@ -117,6 +117,10 @@ class FERPredictor:
     ``onnx`` runs an exported ``.onnx`` file (see :mod:`modeling.export`, ``--int8`` for a quantized one)
     with ONNX Runtime instead of PyTorch, on ``torch.get_num_threads()`` threads; labels and preprocessing
     still come from ``model``.
+
+    A model whose config has ``grayscale_input: true`` (``run_finetune.py`` sets it for FER+, whose faces are
+    grayscale) gets every crop converted to gray and replicated to 3 channels (:attr:`grayscale_input`), so that a
+    colour photo reaches it as its training faces did; other models get the crops as given.
     """
 
     def __init__(
@@ -141,6 +145,13 @@ class FERPredictor:
                 f"{model} has no image processor (preprocessor_config.json): {err}"
             ) from err
         self._read_preprocessing(self.processor)
+        self.grayscale_input = bool(getattr(config, "grayscale_input", False))
+        logger.info(
+            "FERPredictor: %s",
+            "grayscale input (the model was trained on gray faces): colour crops are converted to gray"
+            if self.grayscale_input
+            else "crops as given (colour kept)",
+        )
         self.tokens = self._tokens(config)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if bf16:
@@ -221,6 +232,9 @@ class FERPredictor:
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """``pixel_values [N, 3, H, W]`` float32 from uint8 crops (``[h, w]`` gray or ``[h, w, 3]`` RGB, any sizes).
 
+        With :attr:`grayscale_input`, colour crops become gray (BT.601 luma, :func:`modeling.faces.to_gray`)
+        replicated to 3 channels, the form of the grayscale training faces.
+
         Crops of equal shape are resized together in one ``F.interpolate`` call, on uint8 in
         channels-last layout: torch's vectorised uint8 antialias kernel (the one torchvision's
         resize, hence the transformers image processor, uses) is much faster than float32 and
@@ -228,10 +242,12 @@ class FERPredictor:
         """
         out = torch.empty((len(images), 3, *self.size), dtype=torch.uint8)
         groups: dict[tuple[int, ...], list[int]] = {}
-        rgb = [to_rgb(np.asarray(im)) for im in images]
-        for i, im in enumerate(rgb):
+        arrays = [np.asarray(im) for im in images]
+        for i, im in enumerate(arrays):
             if im.dtype != np.uint8:
                 raise ValueError(f"Expected uint8 images, got {im.dtype} for image {i}")
+        rgb = [to_rgb(to_gray(im) if self.grayscale_input else im) for im in arrays]
+        for i, im in enumerate(rgb):
             groups.setdefault(im.shape, []).append(i)
         for shape, idx in groups.items():
             # [n, h, w, 3] -> [n, 3, h, w] view with channels-last strides, no copy

@@ -5,14 +5,17 @@ fine-tuning run (``eval_accuracy``, ``test_accuracy``, ``test_balanced_accuracy`
 optionally the reports of :mod:`modeling.evaluate` on other datasets, and writes
 ``output_dir/README.md`` from ``model_cards/TEMPLATE.md``: YAML metadata with a
 ``model-index`` (one result per dataset and split: accuracy, balanced accuracy, macro F1),
-then details, label order, usage, evaluation, intended use, risks and citation. Where the results
+then details, label order, usage, evaluation, any extra ``sections`` (title -> markdown body, e.g. a comparison
+with other models), intended use, risks and citation. Where the results
 hold ``<prefix>_dedup_*`` (``dedup_*`` in an evaluation report), the evaluation adds a table of the
 metrics on the de-duplicated examples: those without an exact pixel copy in another split of the
 dataset (:mod:`modeling.data.duplicates`; FER+ test has such copies of training faces).
 
 The usage snippet names the Hub id when one is known (``repo_id``), else the local folder the
 card is written to, with how to push it (``python -m modeling.push``); it never names a Hub
-repository that may not exist. A table cell with nothing measured reads ``n/a``, never blank.
+repository that may not exist. For a model trained on grayscale faces (``grayscale_input`` in its
+config) it converts the image to gray first, as training did. A table cell with nothing measured
+reads ``n/a``, never blank.
 """
 
 from __future__ import annotations
@@ -204,6 +207,7 @@ def render_model_card(
     confusion_matrix: str | None = None,
     training_data: str | None = None,
     pretraining: str = "pretrained as a masked autoencoder and fine-tuned",
+    sections: Mapping[str, str] | None = None,
     template_path: str | Path = TEMPLATE_PATH,
 ) -> ModelCard:
     """The model card (``huggingface_hub.ModelCard``) of a run's ``results`` and other evaluation reports.
@@ -211,6 +215,7 @@ def render_model_card(
     ``repo_id`` is the Hub id when one is known (``--hub_model_id``); ``model_dir`` the local folder
     holding the card and weights. The usage snippet loads the Hub id, else that folder (else a marked
     placeholder for it). ``model_name`` (the title) defaults to the repository's or folder's name.
+    ``sections`` (title -> markdown body, in order) are rendered as ``## title`` sections after the evaluation.
     """
     local = _display_path(model_dir) if model_dir is not None else None
     if not model_name:
@@ -272,17 +277,22 @@ def render_model_card(
         per_class_recall_source=f"{with_recall.pretty_name} {with_recall.split}" if with_recall else "",
         confusion_matrix=confusion_matrix,
         training_data=training_data or DATASET_NAMES.get(dataset_name.lower(), dataset_name),
+        grayscale_input=bool((config or {}).get("grayscale_input")),
+        sections=dict(sections or {}),
     )
 
 
-def write_model_card(output_dir: str | Path, results: Mapping[str, Any], **kwargs: Any) -> Path:
+def write_model_card(
+    output_dir: str | Path, results: Mapping[str, Any], sections: Mapping[str, str] | None = None, **kwargs: Any
+) -> Path:
     """Writes ``output_dir/README.md`` from ``results`` (``all_results.json`` content); returns its path.
 
     ``labels`` and ``config`` default to the saved ``config.json`` of ``output_dir``,
     ``confusion_matrix`` to the first ``confusion_matrix*.png`` there, ``model_name`` to the folder's
     name and ``model_dir`` (the folder the usage snippet loads when no ``repo_id`` is given) to
-    ``output_dir`` itself when it holds safetensors weights, else to a marked placeholder. Other
-    keyword arguments go to :func:`render_model_card` (``dataset_name`` is required).
+    ``output_dir`` itself when it holds safetensors weights, else to a marked placeholder. ``sections``
+    (title -> markdown body) are extra card sections after the evaluation. Other keyword arguments go to
+    :func:`render_model_card` (``dataset_name`` is required).
     """
     if "model_dir" not in kwargs:
         has_weights = any(Path(output_dir).glob("*.safetensors"))
@@ -302,7 +312,7 @@ def write_model_card(output_dir: str | Path, results: Mapping[str, Any], **kwarg
     if "confusion_matrix" not in kwargs:
         found = sorted(output_dir.glob("confusion_matrix*.png"))
         kwargs["confusion_matrix"] = found[0].name if found else None
-    card = render_model_card(results, labels=labels, config=config, **kwargs)
+    card = render_model_card(results, labels=labels, config=config, sections=sections, **kwargs)
     path = output_dir / "README.md"
     card.save(path)
     logger.info("Wrote the model card %s", path)

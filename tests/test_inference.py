@@ -96,6 +96,63 @@ def test_a_directory_without_config_is_refused(tmp_path):
         FERPredictor(tmp_path, device="cpu")
 
 
+# --- Grayscale input: a model trained on gray faces (config grayscale_input) gets colour crops as gray ---------------
+
+
+def colour_crop_and_its_gray(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A strongly coloured ``[40, 40, 3]`` crop (red left half, blue right half, noise) and its BT.601 gray, as RGB."""
+    from modeling.faces import to_gray
+
+    rng = np.random.default_rng(seed)
+    crop = rng.integers(0, 60, (40, 40, 3), dtype=np.uint8)
+    crop[:, :20, 0] += 190
+    crop[:, 20:, 2] += 190
+    return crop, np.repeat(to_gray(crop)[:, :, None], 3, axis=2)
+
+
+@pytest.fixture(scope="module")
+def gray_and_plain_dirs(tmp_path_factory) -> tuple[Path, Path]:
+    """The same tiny classifier twice: with ``grayscale_input: true`` in its config.json, and without."""
+    from transformers import AutoConfig
+
+    root = tmp_path_factory.mktemp("grayscale")
+    plain = save_tiny_classifier(root / "plain")
+    gray = save_tiny_classifier(root / "gray")
+    config = AutoConfig.from_pretrained(gray)
+    config.grayscale_input = True
+    config.save_pretrained(gray)
+    return gray, plain
+
+
+def test_a_model_trained_on_gray_faces_gets_a_colour_crop_as_its_gray_version_and_says_so(gray_and_plain_dirs, caplog):
+    gray_dir, _ = gray_and_plain_dirs
+    assert json.loads((gray_dir / "config.json").read_text())["grayscale_input"] is True
+    with caplog.at_level("INFO", logger="modeling.inference"):
+        predictor = FERPredictor(gray_dir, device="cpu", precision="fp32")
+    assert predictor.grayscale_input and "grayscale input" in caplog.text
+    colour, gray = colour_crop_and_its_gray()
+    pixels = predictor.preprocess([colour, gray, gray[:, :, 0]])
+    assert torch.equal(pixels[0], pixels[1]) and torch.equal(pixels[1], pixels[2])
+    logits = predictor.logits(pixels)
+    assert torch.equal(logits[0], logits[1])
+
+
+def test_a_model_without_the_flag_keeps_the_colours_and_both_agree_on_gray_crops(gray_and_plain_dirs, caplog):
+    gray_dir, plain_dir = gray_and_plain_dirs
+    with caplog.at_level("INFO", logger="modeling.inference"):
+        plain = FERPredictor(plain_dir, device="cpu", precision="fp32")
+    assert not plain.grayscale_input and "crops as given" in caplog.text
+    colour, gray = colour_crop_and_its_gray()
+    pixels = plain.preprocess([colour, gray])
+    assert not torch.equal(pixels[0], pixels[1])
+    logits = plain.logits(pixels)
+    assert not torch.allclose(logits[0], logits[1], atol=1e-5)
+    # on a crop that already is gray the flag changes nothing: same pixels, same weights, same logits
+    flagged = FERPredictor(gray_dir, device="cpu", precision="fp32")
+    assert torch.equal(flagged.preprocess([gray]), pixels[1:])
+    torch.testing.assert_close(flagged.logits(pixels[1:]), logits[1:], rtol=0, atol=1e-6)
+
+
 # --- The arithmetic: bf16 where the hardware has bf16 units, int8 on other CPUs, float32 when asked -----------------
 
 

@@ -106,6 +106,50 @@ def test_the_rendered_markdown_states_the_label_order_usage_risks_and_citation(c
     assert "{{" not in text and "{%" not in text
 
 
+def test_extra_sections_render_in_order_between_the_evaluation_and_intended_use(tmp_path):
+    save_tiny_classifier(tmp_path)
+    sections = {
+        "Compared with others": "| model | accuracy |\n| --- | --- |\n| peer | 0.6710 |\n",
+        "Limits": "- few faces",
+    }
+    text = write_model_card(tmp_path, ALL_RESULTS, dataset_name="ferplus", sections=sections).read_text()
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    start = headings.index("## Evaluation")
+    assert headings[start + 1 : start + 4] == ["## Compared with others", "## Limits", "## Intended use"]
+    assert "## Limits\n\n- few faces\n\n## Intended use" in text
+    assert "| peer | 0.6710 |" in text and all(all(row) for row in table_cells(text))
+
+    plain = write_model_card(tmp_path, ALL_RESULTS, dataset_name="ferplus").read_text()
+    plain_headings = [line for line in plain.splitlines() if line.startswith("## ")]
+    assert plain_headings == [h for h in headings if h not in ("## Compared with others", "## Limits")]
+
+
+def test_the_snippet_of_a_model_trained_on_gray_faces_converts_the_image_to_gray_and_then_classifies_it(
+    tmp_path, monkeypatch, capsys
+):
+    from PIL import Image
+    from transformers import AutoConfig
+
+    model_dir = save_tiny_classifier(tmp_path / "gray")
+    plain = write_model_card(model_dir, ALL_RESULTS, dataset_name="ferplus").read_text()
+    assert '.convert("L")' not in plain and 'print(classifier("face.jpg", top_k=8))' in plain
+    config = AutoConfig.from_pretrained(model_dir)
+    config.grayscale_input = True
+    config.save_pretrained(model_dir)
+    text = write_model_card(model_dir, ALL_RESULTS, dataset_name="ferplus").read_text()
+    snippet = text.split("```python\n")[1].split("```")[0]
+    assert 'face = Image.open("face.jpg").convert("L").convert("RGB")' in snippet
+    assert (
+        "grayscale_input: true" in text and "fer-predict` and `modeling.inference.FERPredictor` read the flag" in text
+    )
+
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save("face.jpg")
+    exec(snippet, {})  # the snippet as a user runs it, beside a colour face.jpg
+    printed = capsys.readouterr().out
+    assert all(f"'label': '{name}'" in printed for name in FERPLUS_LABELS)
+
+
 def test_the_template_is_a_file_in_model_cards():
     assert TEMPLATE_PATH.name == "TEMPLATE.md" and TEMPLATE_PATH.parent.name == "model_cards"
     assert "{{ card_data }}" in TEMPLATE_PATH.read_text()

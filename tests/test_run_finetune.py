@@ -84,6 +84,7 @@ def test_finetune_from_mae_trains_evaluates_predicts_and_saves_a_pipeline_ready_
     assert not info["missing_keys"] and not info["unexpected_keys"]
     assert [model.config.id2label[i] for i in range(8)] == list(FERPLUS_LABELS)
     assert not hasattr(model.config, "mask_ratio")
+    assert model.config.grayscale_input is True  # FER+ faces are gray: FERPredictor converts colour crops to gray
 
     face = next((ferplus_mini_dir / "FER2013Test").glob("*.png"))
     classify = pipeline("image-classification", model=str(out), device="cpu")
