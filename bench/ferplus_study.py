@@ -249,6 +249,8 @@ def selection(out: Path) -> dict:
     best_step = int(best.rsplit("-", 1)[1]) if "checkpoint-" in best else None
     return {
         "val_accuracy_per_eval": [[e["step"], e["epoch"], e["eval_accuracy"]] for e in evals],
+        "val_balanced_accuracy_per_eval": [e.get("eval_balanced_accuracy") for e in evals],
+        "val_macro_f1_per_eval": [e.get("eval_macro_f1") for e in evals],
         "selected_step": best_step,
         "selected_is_last": best_step == state["global_step"],
         "precision": json.loads((out / "all_results.json").read_text()).get("precision"),

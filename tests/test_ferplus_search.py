@@ -38,6 +38,8 @@ def test_search_runs_an_mae_trial_then_a_fine_tuning_trial_from_it_and_never_sco
     assert mae["script"] == "run_mae.py" and mae["eval_loss"] > 0
     assert ft["script"] == "run_finetune.py" and ft["init"] == "mae_tiny" and 0 <= ft["accuracy"] <= 1
     assert [step for step, _, _ in ft["val_accuracy_per_eval"]] == [1, 2]
+    assert len(ft["val_balanced_accuracy_per_eval"]) == len(ft["val_macro_f1_per_eval"]) == 2
+    assert all(0 <= v <= 1 for v in ft["val_balanced_accuracy_per_eval"] + ft["val_macro_f1_per_eval"])
     saved = json.loads((tmp_path / "ft_tiny" / "all_results.json").read_text())
     assert not any(k.startswith("test_") for k in saved)  # the search never looks at the test split
     table = (tmp_path / "ferplus_search.md").read_text()
