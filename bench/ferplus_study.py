@@ -30,6 +30,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from modeling.recreate import TINY_MAE  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_FERPLUS = ROOT.parent / "shared" / "data" / "ferplus"
 ARMS = {
@@ -47,10 +50,7 @@ GPU_COMMON = ["--model_size", "small", "--config_overrides", "", "--image_size",
 GPU_MAE = [*GPU_COMMON, "--num_train_epochs", "40", "--warmup_epochs", "4", "--per_device_train_batch_size", "512"]
 GPU_FINETUNE = [*GPU_COMMON, "--num_train_epochs", "10", "--warmup_epochs", "1", "--per_device_train_batch_size",
                 "256", "--per_device_eval_batch_size", "512"]  # fmt: skip
-TINY_MODEL = (
-    "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,"
-    "decoder_hidden_size=16,decoder_num_hidden_layers=1,decoder_num_attention_heads=2,decoder_intermediate_size=32"
-)
+TINY_MODEL = TINY_MAE  # --tiny: 2-layer width-32 MAE (its encoder part for the scratch arm)
 
 
 def run(cmd: list[str], log: Path, threads: int) -> float:
