@@ -84,6 +84,13 @@ class DataTrainingArguments:
     weighted_sampler: str = field(default="none", metadata={"help": f"One of {SAMPLING_SCHEMES}."})
     max_oversampling: float = field(default=3.0, metadata={"help": "Cap of the 'capped' sampler."})
     tta_flip: bool = field(default=False, metadata={"help": "Average predictions over the image and its mirror."})
+    logit_adjustment: bool = field(
+        default=False,
+        metadata={
+            "help": "After training, shift the selected model's logits by -tau*log(training class prior), tau chosen "
+            "on validation, folded into the classifier bias (modeling/logit_adjustment.py): balanced accuracy up."
+        },
+    )
     fast_input: bool = field(
         default=True,
         metadata={"help": "Augment uint8 faces at source size, resize last (modeling/fast_input.py)."},
@@ -169,6 +176,8 @@ def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
     model_args, data_args, training_args = parse_script_args(parser, argv, choices={"dataset_name": sorted(BUILDERS)})
     require_dir("--data_dir", data_args.data_dir)
+    if data_args.logit_adjustment and (model_args.save_adapter_only or not training_args.do_train):
+        raise UsageError("--logit_adjustment adjusts the model this run trains: it needs --do_train and a merged model")
 
     # 2. Logging.
     setup_logging(training_args, __name__)
@@ -272,6 +281,7 @@ def main(argv: list[str] | None = None) -> dict:
         return fn
 
     train_labels = np.asarray(train_set["label"])
+    train_targets = np.asarray(train_set["soft_label"]) if soft_labels else train_labels  # the prior's source
     train_set = train_set.with_transform(apply(train_tf, "soft_label" if soft_labels else "label"))
     eval_set = eval_set.with_transform(apply(eval_tf))
 
@@ -317,6 +327,8 @@ def main(argv: list[str] | None = None) -> dict:
         if model_args.lora_r > 0 and not model_args.save_adapter_only:
             trainer.model = trainer.model.merge_and_unload()
             trainer.model_wrapped = trainer.model
+        if data_args.logit_adjustment:
+            results.update(adjust_logits(trainer, train_targets, sample_weights, len(names)))
         trainer.save_model()
 
     # 11. Evaluate on validation (the split used for selection).
@@ -353,7 +365,9 @@ def main(argv: list[str] | None = None) -> dict:
             dataset_config=eval_config,
             repo_id=trainer.hub_model_id or hub_id_or_none(training_args.hub_model_id),
             base_model=hub_id_or_none(model_args.model_name_or_path),
-            details=_recipe_summary(model_args, data_args, training_args, trainer.state, total_batch),
+            details=_recipe_summary(
+                model_args, data_args, training_args, trainer.state, total_batch, trainer.model.config
+            ),
             pretraining=_pretraining_phrase(model_args.model_name_or_path),
         )
     if training_args.push_to_hub:
@@ -361,6 +375,24 @@ def main(argv: list[str] | None = None) -> dict:
             tags=["facial-expression-recognition", "vit", "mae"], finetuned_from=model_args.model_name_or_path
         )
     return results
+
+
+def adjust_logits(trainer, train_targets, sample_weights, num_labels: int) -> dict:
+    """``--logit_adjustment``: the shift chosen on validation, folded into the trained model's classifier (the
+    saved model carries it); the validation grid goes to ``logit_adjustment.json``."""
+    from modeling.logit_adjustment import adjust, training_prior
+
+    if trainer.eval_dataset is None:
+        raise UsageError("--logit_adjustment chooses its strength on the validation split: it needs --do_eval")
+    output = trainer.predict(trainer.eval_dataset, metric_key_prefix="adjust")
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    prior = training_prior(train_targets, num_labels, sample_weights)
+    record = adjust(trainer.model, logits, output.label_ids, prior)
+    if trainer.is_world_process_zero():
+        (Path(trainer.args.output_dir) / "logit_adjustment.json").write_text(json.dumps(record, indent=2))
+    metrics = {"logit_adjustment_tau": record["tau"]}
+    trainer.save_metrics("adjust", metrics)  # also into all_results.json
+    return metrics
 
 
 def predict(trainer, test_set, apply, eval_tf, names, tta_flip, test_name, training_args, duplicate=None) -> dict:
@@ -419,7 +451,7 @@ def _pretraining_phrase(source: str | None) -> str:
     return "pretrained as a masked autoencoder and fine-tuned" if is_mae else "fine-tuned from a ViT checkpoint"
 
 
-def _recipe_summary(model_args, data_args, training_args, state, total_batch: int) -> dict:
+def _recipe_summary(model_args, data_args, training_args, state, total_batch: int, model_config=None) -> dict:
     """The card's recipe rows; the training length is what ran (``state``: the trainer's), not what was asked."""
     from modeling.model_card import training_length
 
@@ -433,6 +465,12 @@ def _recipe_summary(model_args, data_args, training_args, state, total_batch: in
             f"sampler '{data_args.weighted_sampler}', LoRA r {model_args.lora_r}, seed {training_args.seed}"
         ),
     }
+    adjustment = getattr(model_config, "logit_adjustment", None)
+    if adjustment:
+        rows["Logit adjustment"] = (
+            f"tau {adjustment['tau']:g} times the log of the training class prior subtracted from the logits (folded "
+            f"into the classifier bias), tau chosen on validation by the {adjustment['criterion']}"
+        )
     if data_args.eval_dataset_config_name not in (None, data_args.dataset_config_name):
         rows["Training labels"] = (
             f"the '{data_args.dataset_config_name}' protocol, selected and scored on "

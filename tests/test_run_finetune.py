@@ -283,3 +283,50 @@ def test_trains_on_fer_plus_vote_distributions_while_selecting_and_scoring_on_th
     card = (out / "README.md").read_text()
     assert "the 'probability' protocol, selected and scored on 'majority'" in card
     assert "ferplus" in card and "majority" in card
+
+
+def test_logit_adjustment_folds_the_validation_chosen_shift_into_the_saved_model(
+    pretrained, ferplus_mini_dir, tmp_path
+):
+    from transformers import AutoModelForImageClassification
+
+    from modeling.data import load_fer_dataset
+    from modeling.logit_adjustment import log_prior_shift, training_prior
+    from modeling.sampling import class_weights
+
+    cache = tmp_path / "cache"
+    out = tmp_path / "ft"
+    run_finetune_main(
+        finetune_args(
+            pretrained, ferplus_mini_dir, out, cache, dataset_config_name="probability",
+            eval_dataset_config_name="majority", max_steps=2, num_train_epochs=1, save_strategy="steps",
+            save_steps=2, eval_strategy="steps", eval_steps=2, cpu_precision="fp32", logit_adjustment=True,
+        )  # fmt: skip
+    )
+    record = json.loads((out / "logit_adjustment.json").read_text())
+    train = load_fer_dataset("ferplus", ferplus_mini_dir, config="probability", cache_dir=cache)["train"]
+    prior = training_prior(np.asarray(train["soft_label"]), 8, class_weights(np.asarray(train["label"]), "sqrt"))
+    assert record["prior"] == pytest.approx(prior, abs=1e-6)  # the sqrt sampler's draws of the vote distributions
+    assert record["bias_shift"] == pytest.approx(log_prior_shift(prior, record["tau"]), abs=1e-6)
+
+    adjusted = AutoModelForImageClassification.from_pretrained(out)
+    trained = AutoModelForImageClassification.from_pretrained(out / "checkpoint-2")  # before the adjustment
+    shift = adjusted.classifier.bias - trained.classifier.bias
+    torch.testing.assert_close(shift, torch.tensor(record["bias_shift"], dtype=torch.float32), atol=1e-5, rtol=0)
+    assert adjusted.config.logit_adjustment["tau"] == record["tau"]
+    torch.testing.assert_close(adjusted.classifier.weight, trained.classifier.weight, atol=0, rtol=0)
+
+    saved = json.loads((out / "all_results.json").read_text())
+    chosen = next(row for row in record["grid"] if row["tau"] == record["tau"])
+    assert saved["logit_adjustment_tau"] == record["tau"]
+    assert saved["eval_accuracy"] == pytest.approx(chosen["accuracy"])  # the validation scored after the shift
+    assert saved["eval_balanced_accuracy"] == pytest.approx(chosen["balanced_accuracy"])
+    assert "Logit adjustment" in (out / "README.md").read_text()
+
+
+def test_logit_adjustment_without_training_is_refused_before_anything_heavy(ferplus_mini_dir, tmp_path):
+    from modeling.cli import UsageError
+
+    argv = finetune_args(None, ferplus_mini_dir, tmp_path / "ft", tmp_path / "cache", do_train=False)
+    with pytest.raises(UsageError, match="--logit_adjustment"):
+        run_finetune_main(argv + ["--logit_adjustment", "true"])
