@@ -177,7 +177,9 @@ def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args = parse_script_args(parser, argv, choices={"dataset_name": sorted(BUILDERS)})
     require_dir("--data_dir", data_args.data_dir)
     if data_args.logit_adjustment and (model_args.save_adapter_only or not training_args.do_train):
-        raise UsageError("--logit_adjustment adjusts the model this run trains: it needs --do_train and a merged model")
+        raise UsageError(
+            "--logit_adjustment adjusts the model this run trains: it needs --do_train and a merged model"
+        )
 
     # 2. Logging.
     setup_logging(training_args, __name__)

@@ -298,9 +298,20 @@ def test_logit_adjustment_folds_the_validation_chosen_shift_into_the_saved_model
     out = tmp_path / "ft"
     run_finetune_main(
         finetune_args(
-            pretrained, ferplus_mini_dir, out, cache, dataset_config_name="probability",
-            eval_dataset_config_name="majority", max_steps=2, num_train_epochs=1, save_strategy="steps",
-            save_steps=2, eval_strategy="steps", eval_steps=2, cpu_precision="fp32", logit_adjustment=True,
+            pretrained,
+            ferplus_mini_dir,
+            out,
+            cache,
+            dataset_config_name="probability",
+            eval_dataset_config_name="majority",
+            max_steps=2,
+            num_train_epochs=1,
+            save_strategy="steps",
+            save_steps=2,
+            eval_strategy="steps",
+            eval_steps=2,
+            cpu_precision="fp32",
+            logit_adjustment=True,
         )  # fmt: skip
     )
     record = json.loads((out / "logit_adjustment.json").read_text())
