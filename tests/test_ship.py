@@ -239,6 +239,8 @@ def test_the_checked_in_peer_benchmark_scored_the_fer_plus_test_faces_the_limits
     section = ship_card.comparison_section(RESULTS, peers, ship.DEFAULT_PEERS)
     assert "`results/peers.json`" in section
     assert all(f"`{name}`" in section for name in peers["models"])
+    # NOTES #25: the peer's checkpoint was chosen on FER2013 PublicTest + PrivateTest, the FER+ validation and test faces
+    assert "the test faces took part in its selection" in section
 
 
 def test_the_runs_own_card_gives_the_starting_point_and_recipe_rows_without_machine_paths(run_dir, peers, tmp_path):
