@@ -283,7 +283,9 @@ def main(argv: list[str] | None = None) -> dict:
         return fn
 
     train_labels = np.asarray(train_set["label"])
-    train_targets = np.asarray(train_set["soft_label"]) if soft_labels else train_labels  # the prior's source
+    train_targets = None  # the logit adjustment's prior: read only when asked for
+    if data_args.logit_adjustment:
+        train_targets = np.asarray(train_set["soft_label"]) if soft_labels else train_labels
     train_set = train_set.with_transform(apply(train_tf, "soft_label" if soft_labels else "label"))
     eval_set = eval_set.with_transform(apply(eval_tf))
 
