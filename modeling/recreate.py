@@ -180,10 +180,22 @@ def main(argv: list[str] | None = None) -> dict:
             f"{machine()}, {len(summary.get('attempts', []))} attempt(s)"
         )
         ship = [sys.executable, "-m", "modeling.ship", str(work / "finetune"), "--dest", args.dest,
-                "--recipe", f"python -m modeling.recreate --data_dir DATA ({MAE_RECIPE}, {FINETUNE_RECIPE})",
+                "--recipe", recipe_summary(),
                 "--compute", compute]  # fmt: skip
         subprocess.run(ship, cwd=ROOT, env=env, check=True)
     return summary
+
+
+def recipe_summary() -> str:
+    """One line for the card: the two stages as their configs in ``configs/`` set them, and the command."""
+    mae = json.loads((ROOT / MAE_RECIPE).read_text(encoding="utf-8"))
+    ft = json.loads((ROOT / FINETUNE_RECIPE).read_text(encoding="utf-8"))
+    return (
+        f"MAE pretraining on the FER+ training faces, labels unused ({mae['num_train_epochs']} epochs, "
+        f"`{MAE_RECIPE}`), then fine-tuning on their FER+ labels ('{ft['dataset_config_name']}' protocol), "
+        f"'{ft['weighted_sampler']}' sampler ({ft['num_train_epochs']} epochs, `{FINETUNE_RECIPE}`); "
+        "`python -m modeling.recreate --data_dir DATA` re-creates it"
+    )
 
 
 def machine() -> str:

@@ -54,3 +54,12 @@ def test_recreate_runs_both_stages_once_records_their_time_and_skips_them_when_d
 def test_recreate_refuses_a_folder_without_the_fer_plus_layout(tmp_path):
     with pytest.raises(UserError, match="no FER2013Train/ folder"):
         recreate.main(["--data_dir", str(tmp_path), "--no_ship"])
+
+
+def test_the_cards_recipe_line_states_the_epochs_and_labels_the_configs_set():
+    mae = json.loads((recreate.ROOT / recreate.MAE_RECIPE).read_text())
+    ft = json.loads((recreate.ROOT / recreate.FINETUNE_RECIPE).read_text())
+    line = recreate.recipe_summary()
+    assert f"labels unused ({mae['num_train_epochs']} epochs, `{recreate.MAE_RECIPE}`)" in line
+    assert f"'{ft['dataset_config_name']}' protocol" in line and f"({ft['num_train_epochs']} epochs," in line
+    assert "python -m modeling.recreate --data_dir DATA" in line
