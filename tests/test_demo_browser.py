@@ -2,7 +2,8 @@
 
 Chromium comes from Debian's packages (``apt-get install -y chromium chromium-driver``; ``.ci/run`` installs them);
 nothing here downloads a browser or a driver. Without them the tests skip, except under ``CI=true``, where they fail.
-The page runs a tiny stand-in classifier saved in process (tests/tiny_classifier.py), as no trained model ships yet.
+The page runs on its default model, the one shipped in the package (``modeling.default_model_dir()``), as a user's
+``python demo/app.py`` does.
 """
 
 import importlib.util
@@ -17,10 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import modeling
 from modeling.faces import HaarFaceDetector
 from modeling.inference import FERPredictor
 from tests.test_demo import GREEN, ROOT, face_photo, load_demo_app
-from tests.tiny_classifier import save_tiny_classifier
 
 
 def load_browser_module():
@@ -47,16 +48,11 @@ def _require_browser() -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, ferplus_faces):
-    return save_tiny_classifier(tmp_path_factory.mktemp("tiny_fer"), calibration=ferplus_faces[0][:64])
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_dir):
-    """``python demo/app.py --model TINY --port P`` in a subprocess; yields the page's URL."""
+def server(tmp_path_factory):
+    """``python demo/app.py --port P`` (no ``--model``: the shipped model) in a subprocess; yields the page's URL."""
     _require_browser()
     try:
-        with drive.serve(tmp_path_factory.mktemp("demo_server"), model=str(tiny_dir)) as url:
+        with drive.serve(tmp_path_factory.mktemp("demo_server")) as url:
             yield url
     except drive.AppFailed as err:
         pytest.fail(str(err))
@@ -70,7 +66,7 @@ def browser(server, tmp_path_factory):
 
 
 def test_an_uploaded_photo_comes_back_with_its_face_boxed_and_labelled_as_the_predictor_labels_it(
-    server, browser, tiny_dir, ferplus_faces, tmp_path, record_property
+    server, browser, ferplus_faces, tmp_path, record_property
 ):
     from selenium.webdriver.common.by import By
 
@@ -78,7 +74,7 @@ def test_an_uploaded_photo_comes_back_with_its_face_boxed_and_labelled_as_the_pr
     photo = face_photo(ferplus_faces[0])
     path = tmp_path / "face.png"
     Image.fromarray(photo).save(path)
-    predictor = FERPredictor(tiny_dir, device="cpu")
+    predictor = FERPredictor(modeling.default_model_dir(), device="cpu")  # the model the page runs
     expected = demo_app.analyze(photo, predictor, HaarFaceDetector())
     (face,) = expected.faces
     assert face["label"] in predictor.labels
