@@ -279,10 +279,10 @@ def bench_model(name: str, model_dir: Path, trained: bool, crops, args, work: Pa
 
     on_cpu = torch.device(args.device).type == "cpu"
     probe = FERPredictor(model_dir, device="cpu", precision="fp32")
-    image_size, tokens = probe.size[0], probe.tokens
+    image_size, tokens, hidden = probe.size[0], probe.tokens, probe.hidden
     del probe  # a whole model: not kept through the timings
     units, int8_ok = (native_bf16_units(), int8_engine() is not None) if on_cpu else ([], False)
-    auto = choose_inference_precision(torch.device(args.device).type, "auto", units, int8_ok, tokens)
+    auto = choose_inference_precision(torch.device(args.device).type, "auto", units, int8_ok, tokens, hidden)
     skipped = {p: why for p in args.paths if (why := skip_reason(p, args.device))}
     paths = [p for p in args.paths if p not in skipped]
     onnx_files, export_s = {}, {}

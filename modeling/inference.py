@@ -153,6 +153,7 @@ class FERPredictor:
             else "crops as given (colour kept)",
         )
         self.tokens = self._tokens(config)
+        self.hidden = getattr(config, "hidden_size", None)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if bf16:
             if precision not in ("auto", "bf16"):
@@ -187,7 +188,7 @@ class FERPredictor:
             units = native_bf16_units() if self.device.type == "cpu" else []
             ok = self.device.type == "cpu" and int8_engine() is not None
             self.precision, self.precision_why = choose_inference_precision(
-                self.device.type, precision, units, ok, tokens=self.tokens
+                self.device.type, precision, units, ok, tokens=self.tokens, hidden=self.hidden
             )
             try:
                 self.model = AutoModelForImageClassification.from_pretrained(str(model), cache_dir=cache_dir)

@@ -25,10 +25,12 @@ BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 INT8_CPU_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni", "avx2")
 FP32_HINT = "; --precision fp32 for float32"
 # The int8 predictor runs one image per forward pass (batch-independent scores, modeling.inference): below about 64
-# tokens per image its matmuls are too small to gain. Measured on a busy 2-core EPYC, 1 thread: a 6 x 192 ViT at 48 px
-# / patch 8 (37 tokens) ran 0.8-0.9x float32; the ViT-S preset at 65, 145 and 197 tokens 1.7-2.1x float32 with torch
-# capped at AVX2 (bench/inference.py --emulate_avx2), 2.9x and more with the CPU's VNNI.
+# tokens per image, or 384 channels, its matmuls are too small to gain. Measured on 2-core EPYCs with torch capped at
+# AVX2 (bench/inference.py --emulate_avx2): the ViT-S preset (384 wide) at 65, 145 and 197 tokens ran 1.7-2.1x float32
+# (2.9x and more with the CPU's VNNI); 6 x 192 ViTs ran slower than float32 in int8: 0.8-0.9x at 37 tokens (48 px,
+# patch 8, 1 thread) and 0.81x at 65 tokens (the shipped model, 48 px, patch 6, 2 threads; results/inference_avx2.json).
 INT8_MIN_TOKENS = 64
+INT8_MIN_HIDDEN = 384
 
 
 def cpu_has_bf16() -> bool:
@@ -146,14 +148,20 @@ def apply_training_precision(training_args, cpu_precision: str) -> str:
 
 
 def choose_inference_precision(
-    device_type: str, precision: str, bf16_units: list[str], int8_ok: bool = True, tokens: int | None = None
+    device_type: str,
+    precision: str,
+    bf16_units: list[str],
+    int8_ok: bool = True,
+    tokens: int | None = None,
+    hidden: int | None = None,
 ) -> tuple[str, str]:
     """``(arithmetic, why)``: ``"fp32"``, ``"bf16"`` (autocast) or ``"int8"`` (dynamic quantization of the linear
     layers), and the sentence the log gives for it.
 
     ``auto``: bf16 on CUDA and on CPUs with bf16 units (``bf16_units``); int8 on other CPUs where torch has an int8
-    engine (``int8_ok``) and the model has at least :data:`INT8_MIN_TOKENS` tokens per image (``tokens``), since
-    float32 there leaves the predictor no faster than ``pipeline()``; float32 elsewhere.
+    engine (``int8_ok``) and the model has at least :data:`INT8_MIN_TOKENS` tokens per image (``tokens``) and
+    :data:`INT8_MIN_HIDDEN` channels (``hidden``), since float32 there leaves the predictor no faster than
+    ``pipeline()``; float32 elsewhere (``None``: not known, not a reason for float32).
     ``fp32``/``bf16``/``int8`` force one; bf16 on a CPU without bf16 units and int8 without an engine fall back to
     float32 with a warning (both would be slower than float32, or not run); int8 off the CPU is refused
     (:class:`~modeling.cli.UsageError`, a ``ValueError``).
@@ -189,4 +197,6 @@ def choose_inference_precision(
         return "fp32", "float32 on CPU (no bf16 units, and torch has no int8 engine here)"
     if tokens is not None and tokens < INT8_MIN_TOKENS:
         return "fp32", f"float32 on CPU (no bf16 units; int8 gains nothing at {tokens} tokens per image)"
+    if hidden is not None and hidden < INT8_MIN_HIDDEN:
+        return "fp32", f"float32 on CPU (no bf16 units; int8 gains nothing at {hidden} channels)"
     return "int8", f"int8 dynamic quantization of the linear layers on CPU (no bf16 units){FP32_HINT}"

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from modeling import precision
 from modeling.inference import FERPredictor, NotAnImageClassifierError
 from modeling.labels import FERPLUS_LABELS
-from modeling.precision import INT8_MIN_TOKENS, choose_inference_precision
+from modeling.precision import INT8_MIN_HIDDEN, INT8_MIN_TOKENS, choose_inference_precision
 from modeling.sizes import image_processor_for
 from tests.tiny import tiny_mae_config, tiny_vit_config
 from tests.tiny_classifier import save_tiny_classifier
@@ -156,12 +156,18 @@ def test_a_model_without_the_flag_keeps_the_colours_and_both_agree_on_gray_crops
 # --- The arithmetic: bf16 where the hardware has bf16 units, int8 on other CPUs, float32 when asked -----------------
 
 
-def save_vit_64(path: Path, seed: int = 0) -> Path:
-    """A random tiny ViT (hidden 32, 2 layers) at 64 px / patch 8: 65 tokens, enough for the int8 default."""
+# One layer as wide as the int8 default asks for (INT8_MIN_HIDDEN): with save_vit_64, a model auto runs in int8.
+WIDE_ENOUGH_FOR_INT8 = {"hidden_size": INT8_MIN_HIDDEN, "num_hidden_layers": 1}
+
+
+def save_vit_64(path: Path, seed: int = 0, **overrides) -> Path:
+    """A random tiny ViT (hidden 32, 2 layers; ``overrides`` of its config) at 64 px / patch 8: 65 tokens, enough
+    for the int8 default; as wide as it needs too with ``**WIDE_ENOUGH_FOR_INT8``."""
     from transformers import ViTForImageClassification
 
     torch.manual_seed(seed)
-    ViTForImageClassification(tiny_vit_config(FERPLUS_LABELS, image_size=64, patch_size=8)).save_pretrained(path)
+    config = tiny_vit_config(FERPLUS_LABELS, image_size=64, patch_size=8, **overrides)
+    ViTForImageClassification(config).save_pretrained(path)
     image_processor_for(64).save_pretrained(path)
     return Path(path)
 
@@ -206,26 +212,28 @@ def trained_dir(tmp_path_factory, ferplus_dir, ferplus_faces):
 
 
 @pytest.mark.parametrize(
-    ("device", "asked", "units", "int8_ok", "tokens", "expected"),
+    ("device", "asked", "units", "int8_ok", "tokens", "hidden", "expected"),
     [
-        ("cpu", "auto", ["amx_bf16"], True, 197, "bf16"),  # Xeon with AMX
-        ("cpu", "auto", ["avx512_bf16"], True, 197, "bf16"),  # EPYC with AVX512-BF16
-        ("cpu", "auto", [], True, 197, "int8"),  # AVX2-only EPYC: bf16 emulated, float32 slow
-        ("cpu", "auto", [], True, INT8_MIN_TOKENS - 1, "fp32"),  # too few tokens for int8 to gain
-        ("cpu", "auto", [], False, 197, "fp32"),  # torch without torch.ao.quantization
-        ("cpu", "fp32", ["amx_bf16"], True, 197, "fp32"),  # forced float32
-        ("cpu", "fp32", [], True, 197, "fp32"),
-        ("cpu", "int8", ["amx_bf16"], True, 17, "int8"),  # forced int8, whatever the model
-        ("cpu", "bf16", [], True, 197, "fp32"),  # bf16 asked for without units: float32, with a warning
-        ("cuda", "auto", [], True, 197, "bf16"),
-        ("cuda", "fp32", [], True, 197, "fp32"),
-        ("mps", "auto", [], True, 197, "fp32"),
+        ("cpu", "auto", ["amx_bf16"], True, 197, 384, "bf16"),  # Xeon with AMX
+        ("cpu", "auto", ["avx512_bf16"], True, 197, 384, "bf16"),  # EPYC with AVX512-BF16
+        ("cpu", "auto", [], True, 197, 384, "int8"),  # AVX2-only EPYC: bf16 emulated, float32 slow
+        ("cpu", "auto", [], True, INT8_MIN_TOKENS - 1, 384, "fp32"),  # too few tokens for int8 to gain
+        ("cpu", "auto", [], True, 65, INT8_MIN_HIDDEN // 2, "fp32"),  # too narrow: the shipped 6 x 192 ViT
+        ("cpu", "auto", [], True, 197, None, "int8"),  # width unknown: not a reason for float32
+        ("cpu", "auto", [], False, 197, 384, "fp32"),  # torch without torch.ao.quantization
+        ("cpu", "fp32", ["amx_bf16"], True, 197, 384, "fp32"),  # forced float32
+        ("cpu", "fp32", [], True, 197, 384, "fp32"),
+        ("cpu", "int8", ["amx_bf16"], True, 17, 384, "int8"),  # forced int8, whatever the model
+        ("cpu", "bf16", [], True, 197, 384, "fp32"),  # bf16 asked for without units: float32, with a warning
+        ("cuda", "auto", [], True, 197, 384, "bf16"),
+        ("cuda", "fp32", [], True, 197, 384, "fp32"),
+        ("mps", "auto", [], True, 197, 384, "fp32"),
     ],
 )
 def test_the_automatic_precision_follows_the_hardware_and_the_flag_forces_one(
-    device, asked, units, int8_ok, tokens, expected
+    device, asked, units, int8_ok, tokens, hidden, expected
 ):
-    chosen, why = choose_inference_precision(device, asked, units, int8_ok, tokens)
+    chosen, why = choose_inference_precision(device, asked, units, int8_ok, tokens, hidden)
     assert chosen == expected
     assert why.startswith({"bf16": "bf16 autocast", "int8": "int8 dynamic quantization", "fp32": "float32"}[expected])
 
@@ -244,7 +252,7 @@ def test_the_predictor_runs_int8_linear_layers_on_a_cpu_without_bf16_units_and_b
     from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
     mock_bf16_units(monkeypatch, units)
-    predictor = FERPredictor(save_vit_64(tmp_path), device="cpu")
+    predictor = FERPredictor(save_vit_64(tmp_path, **WIDE_ENOUGH_FOR_INT8), device="cpu")
 
     kinds = (torch.nn.Linear, DynamicInt8Linear)
     linears = {name: type(m) for name, m in predictor.model.named_modules() if isinstance(m, kinds)}

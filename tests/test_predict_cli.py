@@ -210,9 +210,9 @@ def test_model_may_come_before_between_or_after_the_inputs(tiny_dir, ferplus_fac
 
 @pytest.fixture(scope="module")
 def vit64_dir(tmp_path_factory):
-    from tests.test_inference import save_vit_64
+    from tests.test_inference import WIDE_ENOUGH_FOR_INT8, save_vit_64
 
-    return save_vit_64(tmp_path_factory.mktemp("vit64"))
+    return save_vit_64(tmp_path_factory.mktemp("vit64"), **WIDE_ENOUGH_FOR_INT8)
 
 
 @pytest.fixture

@@ -77,3 +77,12 @@ def test_fer_predict_without_model_uses_the_shipped_model_on_a_photo(ferplus_fac
     (record,) = [json.loads(line) for line in proc.stdout.splitlines()]
     assert record["label"] in FERPLUS_LABELS and set(record["scores"]) == set(FERPLUS_LABELS)
     assert f"model {SHIPPED.resolve()} (the default model)" in proc.stderr
+
+
+def test_on_a_cpu_without_bf16_units_the_shipped_model_runs_float32_where_int8_would_be_slower(monkeypatch):
+    from modeling.inference import FERPredictor
+    from tests.test_inference import mock_bf16_units
+
+    mock_bf16_units(monkeypatch, [])  # an AVX2-only CPU: 6 x 192 channels, int8 ran 0.81x float32 there
+    predictor = FERPredictor(modeling.default_model_dir(), device="cpu")
+    assert predictor.precision == "fp32" and predictor.precision_why.endswith("int8 gains nothing at 192 channels)")
