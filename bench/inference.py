@@ -142,9 +142,9 @@ def in_process(model_dir: Path, onnx_files: dict, paths: list[str], crops, args)
     predictors = {}
     for path in paths:
         if path.startswith("onnx"):
-            predictors[path] = FERPredictor(model_dir, device=args.device, onnx=onnx_files[path])
+            predictors[path] = FERPredictor(model_dir, device=args.device, onnx=onnx_files[path], runtime=args.runtime)
         else:
-            predictors[path] = FERPredictor(model_dir, device=args.device, precision=path)
+            predictors[path] = FERPredictor(model_dir, device=args.device, precision=path, runtime=args.runtime)
     pipe = pipeline("image-classification", model=str(model_dir), device=args.device)
     pil = [Image.fromarray(f) for f in crops]
 
@@ -180,6 +180,8 @@ def in_process(model_dir: Path, onnx_files: dict, paths: list[str], crops, args)
         if fp32_med:
             report[name]["speedup_over_fp32"] = round(fp32_med / report[name]["median_s"], 2)
         report[name]["precision"] = predictors[name].precision
+        report[name]["runtime"] = predictors[name].runtime
+        report[name]["images_at_once"] = predictors[name].images_at_once
     for name, r in latency.items():
         report[name]["batch1_latency_ms"] = round(1000 * statistics.median(r), 2)
 
@@ -221,13 +223,16 @@ def pipeline_child(argv: list[str]) -> int:
 def whole_process(model_dir: Path, onnx_files: dict, paths: list[str], folder: Path, work: Path, args) -> dict:
     threads = ["--threads", str(args.threads)] if args.threads else []
     commands = {}
-    for path in paths:
+    runs_of = [(path, path, args.runtime) for path in paths]
+    if args.also_transformers_runtime and args.runtime != "transformers":
+        runs_of += [(f"{p} (transformers runtime)", p, "transformers") for p in paths if not p.startswith("onnx")]
+    for name, path, runtime in runs_of:
         how = ["--onnx", str(onnx_files[path])] if path.startswith("onnx") else ["--precision", path]
-        out = work / f"{path}.jsonl"
-        commands[path] = (
+        out = work / f"{name}.jsonl"
+        commands[name] = (
             [sys.executable, "-m", "modeling.predict", str(folder), "--no_detect", "--model", str(model_dir),
              "--batch_size", str(args.batch_size), "--device", args.device, "--no_progress", "--output", str(out),
-             *how, *threads],
+             "--runtime", runtime, *how, *threads],
             out,
         )  # fmt: skip
     out = work / "pipeline.json"
@@ -255,12 +260,13 @@ def whole_process(model_dir: Path, onnx_files: dict, paths: list[str], folder: P
     n = len(labels["pipeline"])
     report = {name: summary(r, n) for name, r in runs.items()}
     pipe_med = report["pipeline"]["median_s"]
-    for name in paths:
+    for name, _, _ in runs_of:
         report[name]["speedup_over_pipeline"] = round(pipe_med / report[name]["median_s"], 2)
         if "fp32" in report:
             report[name]["speedup_over_fp32"] = round(report["fp32"]["median_s"] / report[name]["median_s"], 2)
-        said = [line for line in logs[name].splitlines() if line.startswith("fer-predict: precision: ")]
-        report[name]["stderr_precision_line"] = said[0] if said else None
+        for what in ("precision", "runtime"):
+            said = [line for line in logs[name].splitlines() if line.startswith(f"fer-predict: {what}: ")]
+            report[name][f"stderr_{what}_line"] = said[0] if said else None
         agree = np.mean([a == b for a, b in zip(labels[name], labels["pipeline"])])
         report[name]["label_agreement_with_pipeline"] = round(float(agree), 4)
         if "fp32" in labels and name != "fp32":
@@ -315,6 +321,8 @@ def bench_model(name: str, model_dir: Path, trained: bool, crops, args, work: Pa
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from modeling.inference import RUNTIMES
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--model", default=None, help="A saved (trained) classifier directory, benchmarked after the presets"
@@ -333,6 +341,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--latency_repeats", type=int, default=20, help="Single-face calls timed for batch-1 latency")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch (and ONNX Runtime) threads (default: torch's)")
+    p.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="auto",
+        help="FERPredictor / fer-predict runtime (default auto, fer-predict's: plain torch for a local ViT)",
+    )
+    p.add_argument(
+        "--also_transformers_runtime",
+        action="store_true",
+        help="Whole process: also run each torch path with fer-predict --runtime transformers (the start-up cost)",
+    )
     p.add_argument(
         "--emulate_avx2", action="store_true", help="Run under " + " ".join(f"{k}={v}" for k, v in AVX2_CAPS.items())
     )
@@ -388,6 +407,7 @@ def main(argv=None) -> int:
         "data": {"source": f"FER+ {args.split} 48x48 gray", "num_images": len(crops)},
         "device": args.device,
         "batch_size": args.batch_size,
+        "runtime": args.runtime,
         "repeats": args.repeats,
         "process_repeats": args.process_repeats,
         "latency_repeats": args.latency_repeats,

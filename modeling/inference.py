@@ -17,6 +17,7 @@ import json
 import logging
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,14 @@ from .precision import (
     int8_engine,
     native_bf16_units,
 )
+from .vit_runtime import as_pair, load_plain_spec, load_plain_vit, why_not_plain
 
 logger = logging.getLogger(__name__)
+
+# How the weights are run: "transformers" (AutoModelForImageClassification; any image classifier, Hub ids included),
+# "plain" (modeling.vit_runtime: a local ViT classifier without importing transformers, seconds less per process), or
+# "auto" (plain where modeling.vit_runtime.why_not_plain accepts the model, transformers elsewhere).
+RUNTIMES = ("auto", "transformers", "plain")
 
 
 class NotAnImageClassifierError(ValueError):
@@ -82,7 +89,7 @@ def quantize_linear_int8(model: torch.nn.Module) -> torch.nn.Module:
     """
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    num_labels = getattr(getattr(model, "config", None), "num_labels", None)
+    num_labels = getattr(model, "num_labels", None) or getattr(getattr(model, "config", None), "num_labels", None)
     spec = {
         name: per_channel_dynamic_qconfig
         for name, module in model.named_modules()
@@ -114,6 +121,12 @@ class FERPredictor:
     ``precision="bf16"``. :attr:`precision` holds the arithmetic that runs and :attr:`precision_why` the
     sentence that says why.
 
+    ``runtime``: ``transformers`` (default: ``AutoModelForImageClassification``, :attr:`model` is a transformers model;
+    any image classifier, Hub ids included), ``plain`` (:mod:`modeling.vit_runtime`: a local ViT classifier run in plain
+    torch without importing transformers, which saves seconds per process; the same logits) or ``auto`` (plain where
+    :func:`~modeling.vit_runtime.why_not_plain` accepts the model, transformers elsewhere; ``fer-predict``'s default).
+    :attr:`runtime` and :attr:`runtime_why` say which one runs and why.
+
     ``onnx`` runs an exported ``.onnx`` file (see :mod:`modeling.export`, ``--int8`` for a quantized one)
     with ONNX Runtime instead of PyTorch, on ``torch.get_num_threads()`` threads; labels and preprocessing
     still come from ``model``.
@@ -131,19 +144,35 @@ class FERPredictor:
         onnx: str | Path | None = None,
         cache_dir: str | None = None,
         precision: str = "auto",
+        runtime: str = "transformers",
     ):
-        from transformers import AutoImageProcessor, AutoModelForImageClassification
+        if runtime not in RUNTIMES:
+            raise UsageError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+        spec, self.runtime_why = None, "transformers (asked for)"
+        if runtime != "transformers":
+            if why := why_not_plain(model):
+                if runtime == "plain":
+                    raise NotAnImageClassifierError(f"{model}: cannot run without transformers: {why}")
+                self.runtime_why = f"transformers ({why})"
+            else:
+                spec = load_plain_spec(model)
+                self.runtime_why = "plain torch ViT (modeling.vit_runtime; transformers not imported)"
+        self.runtime = "transformers" if spec is None else "plain"
+        if spec is None:
+            from transformers import AutoImageProcessor
 
-        config = _check_is_image_classifier(model, cache_dir)
+            config = _check_is_image_classifier(model, cache_dir)
+            try:
+                self.processor = AutoImageProcessor.from_pretrained(str(model), cache_dir=cache_dir)
+            except OSError as err:
+                raise NotAnImageClassifierError(
+                    f"{model} has no image processor (preprocessor_config.json): {err}"
+                ) from err
+        else:
+            config, self.processor = spec.config, spec.processor
         self.labels: list[str] = [config.id2label[i] for i in range(config.num_labels)]
         if all(n == f"LABEL_{i}" for i, n in enumerate(self.labels)):
             logger.warning("%s has no class names in its config (id2label is LABEL_0..); label order unknown", model)
-        try:
-            self.processor = AutoImageProcessor.from_pretrained(str(model), cache_dir=cache_dir)
-        except OSError as err:
-            raise NotAnImageClassifierError(
-                f"{model} has no image processor (preprocessor_config.json): {err}"
-            ) from err
         self._read_preprocessing(self.processor)
         self.grayscale_input = bool(getattr(config, "grayscale_input", False))
         logger.info(
@@ -190,10 +219,15 @@ class FERPredictor:
             self.precision, self.precision_why = choose_inference_precision(
                 self.device.type, precision, units, ok, tokens=self.tokens, hidden=self.hidden
             )
-            try:
-                self.model = AutoModelForImageClassification.from_pretrained(str(model), cache_dir=cache_dir)
-            except (OSError, ValueError) as err:
-                raise NotAnImageClassifierError(f"{model}: cannot load an image classifier ({err})") from err
+            if spec is not None:
+                self.model = load_plain_vit(model, spec)
+            else:
+                from transformers import AutoModelForImageClassification
+
+                try:
+                    self.model = AutoModelForImageClassification.from_pretrained(str(model), cache_dir=cache_dir)
+                except (OSError, ValueError) as err:
+                    raise NotAnImageClassifierError(f"{model}: cannot load an image classifier ({err})") from err
             self.model.eval().to(self.device)
             if self.precision == "int8":
                 quantize_linear_int8(self.model)
@@ -201,14 +235,16 @@ class FERPredictor:
         # ViT matmuls about 3x faster than float32; elsewhere autocast would only add casts.
         self.bf16 = self.precision == "bf16"
         self.per_image = self.precision in ("int8", "onnx_int8")  # see logits()
-        logger.info("FERPredictor: %s", self.precision_why)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_workers = 0
+        logger.info("FERPredictor: %s; runtime: %s", self.precision_why, self.runtime_why)
 
     def _tokens(self, config) -> int | None:
         """Tokens per image of a ViT-like model (patches + CLS; :attr:`tokens`), None without ``patch_size``."""
-        patch = getattr(config, "patch_size", None)
-        if not isinstance(patch, int) or patch < 1:
+        patch = as_pair(getattr(config, "patch_size", None))
+        if patch is None or min(patch) < 1:
             return None
-        return (self.size[0] // patch) * (self.size[1] // patch) + 1
+        return (self.size[0] // patch[0]) * (self.size[1] // patch[1]) + 1
 
     def _read_preprocessing(self, processor: Any) -> None:
         size = dict(getattr(processor, "size", None) or {})
@@ -269,8 +305,36 @@ class FERPredictor:
         about as fast per face as batches of 64 (0.9-1.7x their speed: the ViT-S preset at 65 to 197 tokens, 1 thread).
         """
         if self.per_image and len(pixel_values) > 1:
-            return torch.cat([self._logits(x[None]) for x in pixel_values])
+            return torch.cat(self._each_image(pixel_values))
         return self._logits(pixel_values)
+
+    @property
+    def images_at_once(self) -> int:
+        """How many images the int8 path runs at the same time (:meth:`_each_image`); 1 on the other paths."""
+        on_cpu = self.per_image and self.session is None and self.device.type == "cpu"
+        return max(1, torch.get_num_threads()) if on_cpu else 1
+
+    def _each_image(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """One forward pass per image. With torch int8 on ``n`` > 1 CPU threads, ``n`` images at a time, one thread
+        each: a single face's matmuls (197 rows at 224 px) are too small to keep two cores busy, and measured on a
+        2-core AVX2 EPYC two faces at once on one thread each ran 1.3x one face on two threads, with the same logits
+        (each image's arithmetic is unchanged). torch's thread count is restored afterwards."""
+        workers = self.images_at_once
+        if workers < 2:
+            return [self._logits(x[None]) for x in pixel_values]
+        if self._pool is None or self._pool_workers != workers:
+            if self._pool is not None:
+                self._pool.shutdown()
+            self._pool, self._pool_workers = ThreadPoolExecutor(workers, thread_name_prefix="FERPredictor"), workers
+
+        def one(x: torch.Tensor) -> torch.Tensor:
+            torch.set_num_threads(1)
+            return self._logits(x[None])
+
+        try:
+            return list(self._pool.map(one, pixel_values))
+        finally:
+            torch.set_num_threads(workers)
 
     def _logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if self.session is not None:
@@ -279,7 +343,7 @@ class FERPredictor:
         with torch.inference_mode():
             x = pixel_values.to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                logits = self.model(pixel_values=x).logits
+                logits = self.model(x) if self.runtime == "plain" else self.model(pixel_values=x).logits
             return logits.float().cpu()
 
     def predict_proba(self, images: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:

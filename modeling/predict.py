@@ -3,7 +3,9 @@
     fer-predict photo.jpg photos/ clip.mp4 --annotate annotated/ --output faces.jsonl --model DIR_OR_HUB_ID
 
 Without ``--model``, the model shipped with the package (``modeling.default_model_dir()``) is used.
-``--precision auto`` (default) runs bf16 autocast on CUDA or a CPU with bf16 units and int8 dynamic
+A local ViT classifier (the shipped model, a ``run_finetune.py`` output) runs in plain torch without importing
+transformers (``--runtime auto``, :mod:`modeling.vit_runtime`: the same logits, seconds less start-up); anything else
+through transformers. ``--precision auto`` (default) runs bf16 autocast on CUDA or a CPU with bf16 units and int8 dynamic
 quantization on other CPUs; ``--precision fp32`` forces float32. The arithmetic that runs is named on stderr.
 
 One line per face: ``{"file", "frame", "box": [x, y, w, h], "label", "score", "scores"}``
@@ -28,7 +30,7 @@ import torch
 
 from .cli import UsageError, run_main, user_errors
 from .faces import Box, FaceDetector, HaarFaceDetector, crop_face
-from .inference import FERPredictor, NotAnImageClassifierError
+from .inference import RUNTIMES, FERPredictor, NotAnImageClassifierError
 from .precision import INFERENCE_PRECISIONS as PRECISIONS
 from .shipped import default_model_dir, holds_model
 
@@ -65,6 +67,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "dynamic quantization of the linear layers on other CPUs; fp32 forces float32; bf16 and int8 force those",
     )
     p.add_argument("--bf16", action="store_true", help="Same as --precision bf16")
+    p.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="auto",
+        help="How the model runs: auto (default) = plain torch for a local ViT classifier (modeling.vit_runtime: the\n"
+        "same logits, seconds less start-up, transformers not imported), transformers for anything else (Hub ids);\n"
+        "transformers or plain force one",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch (and ONNX Runtime) threads (default: torch's)")
     p.add_argument("--onnx", default=None, help="Run this exported .onnx file with ONNX Runtime instead of PyTorch")
     p.add_argument("--no_progress", action="store_true", help="No progress bar")
@@ -221,10 +231,15 @@ def run(args: argparse.Namespace, out: TextIO) -> dict[str, int]:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    predictor = FERPredictor(args.model, device=args.device, onnx=args.onnx, precision=args.precision)
+    predictor = FERPredictor(
+        args.model, device=args.device, onnx=args.onnx, precision=args.precision, runtime=args.runtime
+    )
     n = torch.get_num_threads()
     threads = f"; {n} thread{'s' if n > 1 else ''}" if predictor.device.type == "cpu" else ""
+    if predictor.images_at_once > 1:
+        threads += f", {predictor.images_at_once} faces at a time (one thread each)"
     print(f"fer-predict: precision: {predictor.precision_why}{threads}", file=sys.stderr)
+    print(f"fer-predict: runtime: {predictor.runtime_why}", file=sys.stderr)
     detector = None if args.no_detect else HaarFaceDetector(min_size=(args.min_face_size, args.min_face_size))
     runner = _Runner(predictor, detector, args, out)
     paths = expand_inputs(args.inputs)

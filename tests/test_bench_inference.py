@@ -19,6 +19,7 @@ def test_the_inference_benchmark_runs_tiny_in_process_and_whole_process_and_comp
     bench = load_bench()
     argv = ["--tiny", "--data_dir", str(ferplus_dir), "--num_images", "24", "--repeats", "2", "--process_repeats", "1"]
     argv += ["--latency_repeats", "2", "--threads", "1", "--paths", "fp32", "int8", "onnx_int8"]
+    argv += ["--also_transformers_runtime"]
 
     assert bench.main(argv) == 0
 
@@ -42,6 +43,13 @@ def test_the_inference_benchmark_runs_tiny_in_process_and_whole_process_and_comp
     assert whole["fp32"]["label_agreement_with_pipeline"] == 1.0
     assert whole["int8"]["stderr_precision_line"].startswith("fer-predict: precision: int8 dynamic quantization")
     assert whole["onnx_int8"]["stderr_precision_line"].startswith("fer-predict: precision: ONNX Runtime")
+    # the tiny ViT runs in plain torch (fer-predict's default) and, for comparison, through transformers
+    assert report["runtime"] == "auto" and inside["int8"]["runtime"] == "plain"
+    assert inside["int8"]["images_at_once"] == 1  # --threads 1
+    assert whole["int8"]["stderr_runtime_line"].startswith("fer-predict: runtime: plain torch ViT")
+    other = whole["int8 (transformers runtime)"]
+    assert other["stderr_runtime_line"] == "fer-predict: runtime: transformers (asked for)"
+    assert other["label_agreement_with_fp32"] == 1.0 and "onnx_int8 (transformers runtime)" not in whole
 
 
 def test_paths_that_cannot_run_here_are_skipped_with_the_reason(monkeypatch):

@@ -261,7 +261,8 @@ def test_fer_predict_picks_int8_without_bf16_units_says_which_path_runs_and_give
     arithmetic = {"int8": "int8", "float32": "fp32", "bf16 a": "bf16"}
     kind = next(v for k, v in arithmetic.items() if expected.startswith(f"precision: {k}"))
     crops = [np.asarray(Image.open(crops_folder / f"{i:03d}.png")) for i in range(12)]
-    predicted = FERPredictor(vit64_dir, device="cpu", precision=kind).predict(crops)
+    assert "fer-predict: runtime: plain torch ViT (modeling.vit_runtime; transformers not imported)" in captured.err
+    predicted = FERPredictor(vit64_dir, device="cpu", precision=kind, runtime="plain").predict(crops)
     assert [json.loads(line)["scores"] for line in captured.out.splitlines()] == [p["scores"] for p in predicted]
 
 
