@@ -75,7 +75,7 @@ def export_onnx(model_dir: str | Path, out_path: str | Path, opset: int = 17) ->
     return out_path
 
 
-def quantize_onnx_int8(onnx_path: str | Path, out_path: str | Path) -> Path:
+def quantize_onnx_int8(onnx_path: str | Path, out_path: str | Path, reduce_range: bool = True) -> Path:
     """Writes ``out_path``: ONNX Runtime's dynamic quantization of ``onnx_path``'s MatMuls (the linear layers) to int8
     weights per output channel (7-bit range, see below), uint8 activations quantized per call. Like the PyTorch int8 path
     (:func:`modeling.inference.quantize_linear_int8`) it leaves the classifier head and the patch embedding in float32.
@@ -110,8 +110,9 @@ def quantize_onnx_int8(onnx_path: str | Path, out_path: str | Path) -> Path:
             # 7-bit weights: on CPUs without VNNI (AVX2 only) ORT's u8 x s8 kernels add pairs of products in 16 bits,
             # which full-range weights saturate. Measured on a 2-core AVX2 EPYC, the shipped model on 1,500 FER+ test
             # faces: 83.7% of the float32 labels kept (logits off by up to 4.2) with 8-bit weights, 99.0% (0.27) with
-            # 7-bit ones, at the same speed. The file is portable, so the setting that is safe everywhere is the one.
-            reduce_range=True,
+            # 7-bit ones, at the same speed (bench/int8_agreement.py). The file is portable, so the default is the
+            # setting that is safe everywhere; reduce_range=False only for comparisons.
+            reduce_range=reduce_range,
         )
     finally:
         root.setLevel(level)
