@@ -24,7 +24,7 @@ import torch
 import transformers
 from transformers import TrainingArguments
 
-from modeling.cli import UsageError, require_dir, run_main
+from modeling.cli import UsageError, end_distributed, require_dir, run_main
 from modeling.drop_path import enable_drop_path
 from modeling.fast_input import FaceBatchTransform, PixelCollator, fast_transforms, undecoded
 from modeling.finetuning import (
@@ -484,4 +484,8 @@ def _recipe_summary(model_args, data_args, training_args, state, total_batch: in
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main, "run_finetune.py"))
+    try:
+        status = run_main(main, "run_finetune.py")
+    finally:
+        end_distributed()
+    sys.exit(status)

@@ -23,7 +23,7 @@ import torch
 import transformers
 from transformers import TrainingArguments, ViTMAEForPreTraining
 
-from modeling.cli import require_dir, run_main
+from modeling.cli import end_distributed, require_dir, run_main
 from modeling.mae import build_mae_for_pretraining, position_tables_are_zero
 from modeling.precision import apply_training_precision
 from modeling.pretraining import (
@@ -338,4 +338,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main, "run_mae.py"))
+    try:
+        status = run_main(main, "run_mae.py")
+    finally:
+        end_distributed()
+    sys.exit(status)

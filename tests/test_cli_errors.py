@@ -182,3 +182,18 @@ def test_python_dash_m_modeling_data_reports_a_missing_folder_and_an_unknown_nam
     )
     line = _one_error_line(_run("-m", "modeling.data", "ferplsu", str(tmp_path)), "python -m modeling.data")
     assert line.endswith("did you mean 'ferplus'?")
+
+
+def test_the_training_scripts_end_their_process_group_before_exit(tmp_path):
+    import torch.distributed as dist
+
+    from modeling.cli import end_distributed
+
+    end_distributed()  # no group: nothing to do
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert dist.is_initialized()
+    end_distributed()
+    assert not dist.is_initialized()
+    for script in ("run_mae.py", "run_finetune.py"):
+        text = (ROOT / script).read_text()
+        assert "finally:\n        end_distributed()" in text, script
