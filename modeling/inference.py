@@ -33,7 +33,7 @@ from .precision import (
     int8_engine,
     native_bf16_units,
 )
-from .vit_runtime import as_pair, load_plain_spec, load_plain_vit, why_not_plain
+from .vit_runtime import as_pair, inspect_plain, load_plain_vit
 
 logger = logging.getLogger(__name__)
 
@@ -150,12 +150,13 @@ class FERPredictor:
             raise UsageError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
         spec, self.runtime_why = None, "transformers (asked for)"
         if runtime != "transformers":
-            if why := why_not_plain(model):
+            found = inspect_plain(model)
+            if isinstance(found, str):
                 if runtime == "plain":
-                    raise NotAnImageClassifierError(f"{model}: cannot run without transformers: {why}")
-                self.runtime_why = f"transformers ({why})"
+                    raise NotAnImageClassifierError(f"{model}: cannot run without transformers: {found}")
+                self.runtime_why = f"transformers ({found})"
             else:
-                spec = load_plain_spec(model)
+                spec = found
                 self.runtime_why = "plain torch ViT (modeling.vit_runtime; transformers not imported)"
         self.runtime = "transformers" if spec is None else "plain"
         if spec is None:

@@ -148,8 +148,14 @@ def _config(raw: dict) -> SimpleNamespace:
 
 def why_not_plain(model: str | Path) -> str | None:
     """None when ``model`` is a local checkpoint :func:`load_plain_spec` and :func:`load_plain_vit` can run exactly;
-    otherwise the reason, for the log (callers then load through transformers). Reads the three files' headers and
-    JSON only, no weights."""
+    otherwise the reason, for the log (callers then load through transformers)."""
+    found = inspect_plain(model)
+    return found if isinstance(found, str) else None
+
+
+def inspect_plain(model: str | Path) -> PlainSpec | str:
+    """The checkpoint's :class:`PlainSpec` where this module can run it exactly, else the reason why not (see
+    :func:`why_not_plain`). Reads the two JSON files and the weights' header once, no weights."""
     path = Path(model)
     if not path.is_dir():
         return "not a local directory (a Hub id loads through transformers)"
@@ -182,17 +188,16 @@ def why_not_plain(model: str | Path) -> str | None:
     for key, shape in expected.items():
         if found[key] != (shape, "F32"):
             return f"{WEIGHTS_FILE}: {key} is {found[key]}, expected {shape} float32"
-    return None
+    processor = SimpleNamespace(**{k: proc[k] for k in PROCESSOR_KEYS}, do_center_crop=False)
+    return PlainSpec(path, _config(raw), processor)
 
 
 def load_plain_spec(model: str | Path) -> PlainSpec:
     """The config and image-processor settings of a checkpoint :func:`why_not_plain` accepts."""
-    path = Path(model)
-    if why := why_not_plain(path):
-        raise ValueError(f"{path}: cannot run without transformers: {why}")
-    proc = _read_json(path / PROCESSOR_FILE)
-    processor = SimpleNamespace(**{k: proc[k] for k in PROCESSOR_KEYS}, do_center_crop=False)
-    return PlainSpec(path, _config(_read_json(path / CONFIG_FILE)), processor)
+    found = inspect_plain(model)
+    if isinstance(found, str):
+        raise ValueError(f"{model}: cannot run without transformers: {found}")
+    return found
 
 
 class _Block(nn.Module):
