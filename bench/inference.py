@@ -7,7 +7,8 @@
 
 Paths (``--paths``): ``fp32`` (eager float32), ``bf16`` (autocast; run only on CUDA or a CPU with bf16 units, it
 is emulated ~250x slower elsewhere, NOTES #23), ``int8`` (torch dynamic quantization of the linear layers,
-``fer-predict --precision int8``), ``onnx`` and ``onnx_int8`` (ONNX Runtime on the export of
+``fer-predict --precision int8``, with its float32 re-runs of close calls; ``--also_no_recheck`` adds int8 without
+them), ``onnx`` and ``onnx_int8`` (ONNX Runtime on the export of
 ``modeling.export``, float32 and with ``--int8``). Every path classifies the same real FER+ faces (48x48 gray,
 ``<split>_images.npz`` of ``--data_dir``) with the same saved model and batch size; ``pipeline()`` is float32.
 
@@ -42,6 +43,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ferplus"
 PATHS = ("fp32", "bf16", "int8", "onnx", "onnx_int8")
+NO_RECHECK = "int8 (no float32 re-runs)"
 # Caps torch's own kernels (ATen), oneDNN, fbgemm (int8) and MKL (float32 GEMM) to AVX2, which imitates an AVX2-only
 # EPYC on a CPU with AVX-512 (same cores and caches otherwise). ONNX Runtime's MLAS has no such switch.
 AVX2_CAPS = {
@@ -187,6 +189,10 @@ def in_process(model_dir: Path, onnx_files: dict, paths: list[str], crops, args)
             predictors[path] = FERPredictor(model_dir, device=args.device, onnx=onnx_files[path], runtime=args.runtime)
         else:
             predictors[path] = FERPredictor(model_dir, device=args.device, precision=path, runtime=args.runtime)
+    if args.also_no_recheck and "int8" in paths:
+        predictors[NO_RECHECK] = FERPredictor(
+            model_dir, device=args.device, precision="int8", runtime=args.runtime, recheck=False
+        )
     pipe = pipeline("image-classification", model=str(model_dir), device=args.device)
     pil = [Image.fromarray(f) for f in crops]
 
@@ -224,6 +230,9 @@ def in_process(model_dir: Path, onnx_files: dict, paths: list[str], crops, args)
         report[name]["precision"] = predictors[name].precision
         report[name]["runtime"] = predictors[name].runtime
         report[name]["images_at_once"] = predictors[name].images_at_once
+        if predictors[name].rechecks:  # over the warm-up, the timed runs and the latency calls
+            report[name]["float32_reruns"] = dict(predictors[name].recheck_counts)
+            report[name]["recheck_margin"] = round(predictors[name].recheck_margin, 5)
     for name, r in latency.items():
         report[name]["batch1_latency_ms"] = round(1000 * statistics.median(r), 2)
 
@@ -268,8 +277,11 @@ def whole_process(model_dir: Path, onnx_files: dict, paths: list[str], folder: P
     runs_of = [(path, path, args.runtime) for path in paths]
     if args.also_transformers_runtime and args.runtime != "transformers":
         runs_of += [(f"{p} (transformers runtime)", p, "transformers") for p in paths if not p.startswith("onnx")]
+    if args.also_no_recheck and "int8" in paths:
+        runs_of.append((NO_RECHECK, "int8", args.runtime))
     for name, path, runtime in runs_of:
         how = ["--onnx", str(onnx_files[path])] if path.startswith("onnx") else ["--precision", path]
+        how += ["--no_recheck"] if name == NO_RECHECK else []
         out = work / f"{name}.jsonl"
         commands[name] = (
             [sys.executable, "-m", "modeling.predict", str(folder), "--no_detect", "--model", str(model_dir),
@@ -306,8 +318,8 @@ def whole_process(model_dir: Path, onnx_files: dict, paths: list[str], folder: P
         report[name]["speedup_over_pipeline"] = round(pipe_med / report[name]["median_s"], 2)
         if "fp32" in report:
             report[name]["speedup_over_fp32"] = round(report["fp32"]["median_s"] / report[name]["median_s"], 2)
-        for what in ("precision", "runtime"):
-            said = [line for line in logs[name].splitlines() if line.startswith(f"fer-predict: {what}: ")]
+        for what, start in (("precision", "precision: "), ("runtime", "runtime: "), ("reruns", "int8 with float32")):
+            said = [line for line in logs[name].splitlines() if line.startswith(f"fer-predict: {start}")]
             report[name][f"stderr_{what}_line"] = said[0] if said else None
         agree = np.mean([a == b for a, b in zip(labels[name], labels["pipeline"])])
         report[name]["label_agreement_with_pipeline"] = round(float(agree), 4)
@@ -401,6 +413,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--also_transformers_runtime",
         action="store_true",
         help="Whole process: also run each torch path with fer-predict --runtime transformers (the start-up cost)",
+    )
+    p.add_argument(
+        "--also_no_recheck",
+        action="store_true",
+        help=f"Also run int8 without its float32 re-runs of close calls ({NO_RECHECK!r}: recheck=False, --no_recheck)",
     )
     p.add_argument(
         "--emulate_avx2", action="store_true", help="Run under " + " ".join(f"{k}={v}" for k, v in AVX2_CAPS.items())

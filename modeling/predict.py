@@ -68,6 +68,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--bf16", action="store_true", help="Same as --precision bf16")
     p.add_argument(
+        "--no_recheck",
+        action="store_true",
+        help="int8: do not re-run close calls in float32 (by default faces whose int8 top-2 logit gap is under twice\n"
+        "the int8 error measured on the first 8 faces run again in float32, so that labels are float32's)",
+    )
+    p.add_argument(
         "--runtime",
         choices=RUNTIMES,
         default="auto",
@@ -232,12 +238,19 @@ def run(args: argparse.Namespace, out: TextIO) -> dict[str, int]:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     predictor = FERPredictor(
-        args.model, device=args.device, onnx=args.onnx, precision=args.precision, runtime=args.runtime
+        args.model,
+        device=args.device,
+        onnx=args.onnx,
+        precision=args.precision,
+        runtime=args.runtime,
+        recheck=not args.no_recheck,
     )
     n = torch.get_num_threads()
     threads = f"; {n} thread{'s' if n > 1 else ''}" if predictor.device.type == "cpu" else ""
     if predictor.images_at_once > 1:
         threads += f", {predictor.images_at_once} faces at a time (one thread each)"
+    if predictor.rechecks:
+        threads += "; close calls re-run in float32 (--no_recheck: int8 only)"
     print(f"fer-predict: precision: {predictor.precision_why}{threads}", file=sys.stderr)
     print(f"fer-predict: runtime: {predictor.runtime_why}", file=sys.stderr)
     detector = None if args.no_detect else HaarFaceDetector(min_size=(args.min_face_size, args.min_face_size))
@@ -280,7 +293,19 @@ def run(args: argparse.Namespace, out: TextIO) -> dict[str, int]:
             runner.write({"file": str(path), "frame": None, "error": f"no face detected; {NO_FACE_HINT}"})
     runner.flush()
     counts["faces"] = runner.faces
+    if predictor.rechecks and predictor.recheck_counts["faces"]:
+        print(f"fer-predict: {recheck_summary(predictor)}", file=sys.stderr)
     return counts
+
+
+def recheck_summary(predictor: FERPredictor) -> str:
+    """One line: how many faces the int8 path re-ran in float32, and why."""
+    c = predictor.recheck_counts
+    line = f"int8 with float32 re-runs: {c['calibration'] + c['close']} of {c['faces']} faces in float32 ("
+    line += f"{c['calibration']} to set the close-call threshold"
+    if predictor.recheck_margin is None:
+        return line + ", not reached)"
+    return line + f", {c['close']} with a top-2 logit gap under {predictor.recheck_margin:.3g})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

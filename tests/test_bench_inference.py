@@ -19,7 +19,7 @@ def test_the_inference_benchmark_runs_tiny_in_process_and_whole_process_and_comp
     bench = load_bench()
     argv = ["--tiny", "--data_dir", str(ferplus_dir), "--num_images", "24", "--repeats", "2", "--process_repeats", "1"]
     argv += ["--latency_repeats", "2", "--threads", "1", "--paths", "fp32", "int8", "onnx_int8"]
-    argv += ["--also_transformers_runtime"]
+    argv += ["--also_transformers_runtime", "--also_no_recheck"]
 
     assert bench.main(argv) == 0
 
@@ -50,6 +50,17 @@ def test_the_inference_benchmark_runs_tiny_in_process_and_whole_process_and_comp
     other = whole["int8 (transformers runtime)"]
     assert other["stderr_runtime_line"] == "fer-predict: runtime: transformers (asked for)"
     assert other["label_agreement_with_fp32"] == 1.0 and "onnx_int8 (transformers runtime)" not in whole
+    # int8 re-runs its close calls in float32 by default; the benchmark reports how many (over the warm-up, 2 runs
+    # and 1 + 2 latency calls), and int8 without them
+    alone = bench.NO_RECHECK
+    reruns = inside["int8"]["float32_reruns"]
+    assert reruns["calibration"] == 8 and reruns["faces"] == 24 * 3 + 1 + 2 and inside["int8"]["recheck_margin"] > 0
+    assert "float32_reruns" not in inside[alone] and "float32_reruns" not in inside["fp32"]
+    assert inside["int8"]["vs_fp32"]["label_agreement"] >= inside[alone]["vs_fp32"]["label_agreement"]
+    assert whole["int8"]["stderr_reruns_line"].startswith("fer-predict: int8 with float32 re-runs: ")
+    assert " of 24 faces in float32 (8 to set the close-call threshold, " in whole["int8"]["stderr_reruns_line"]
+    assert whole[alone]["stderr_reruns_line"] is None and whole["fp32"]["stderr_reruns_line"] is None
+    assert whole[alone]["stderr_precision_line"].endswith("; 1 thread")
 
 
 def test_paths_that_cannot_run_here_are_skipped_with_the_reason(monkeypatch):

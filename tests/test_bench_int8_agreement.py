@@ -26,16 +26,22 @@ def test_the_int8_agreement_benchmark_compares_every_variant_with_float32_on_rea
     assert report == json.loads(out.read_text())
     assert report["data"]["num_images"] == 24
     variants = report["variants"]
+    rechecked = "torch int8, close calls re-run in float32 (the predictor's default)"
     assert sorted(variants) == sorted([
-        "torch int8, 7-bit activations (the predictor's)", "torch int8, 8-bit activations",
+        rechecked, "torch int8, 7-bit activations (recheck=False, --no_recheck)", "torch int8, 8-bit activations",
         "ONNX Runtime int8, 7-bit weights (modeling.export --int8)", "ONNX Runtime int8, 8-bit weights",
     ])  # fmt: skip
     for result in variants.values():
         assert 0 <= result["label_agreement"] <= 1 and result["faces_per_s_one_thread"] > 0
         assert 0 <= result["median_abs_logit_diff"] <= result["max_abs_logit_diff"]
+    # the predictor's default keeps every label: the 8 calibration faces and the close calls ran in float32
+    assert variants[rechecked]["label_agreement"] == 1.0
+    reruns = variants[rechecked]["float32_reruns"]
+    assert reruns["faces"] == 24 and reruns["calibration"] == 8 and 0 <= reruns["close"] <= 16
+    assert variants[rechecked]["recheck_margin"] > 0
     # the 7-bit variants the package uses keep the labels (the 8-bit ones saturate on CPUs with AVX2 only)
     for name in (
-        "torch int8, 7-bit activations (the predictor's)",
+        "torch int8, 7-bit activations (recheck=False, --no_recheck)",
         "ONNX Runtime int8, 7-bit weights (modeling.export --int8)",
     ):
         assert variants[name]["label_agreement"] >= 0.9

@@ -292,7 +292,7 @@ def test_int8_keeps_the_float32_labels_of_a_trained_stand_in_on_held_out_real_fe
 ):
     faces = list(ferplus_faces[0][384:512])  # not seen in training
     fp32 = FERPredictor(trained_dir, device="cpu", precision="fp32")
-    int8 = FERPredictor(trained_dir, device="cpu", precision="int8")
+    int8 = FERPredictor(trained_dir, device="cpu", precision="int8", recheck=False)
     pixels = fp32.preprocess(faces)
     reference, quantized = fp32.logits(pixels), int8.logits(pixels)
 
@@ -306,12 +306,46 @@ def test_int8_keeps_the_float32_labels_of_a_trained_stand_in_on_held_out_real_fe
     assert same.float().mean() >= 0.95
 
 
+def test_int8_reruns_its_close_calls_in_float32_and_keeps_every_float32_label(trained_dir, ferplus_faces):
+    from modeling.inference import RECHECK_CALIBRATION_FACES as K
+
+    faces = list(ferplus_faces[0][384:512])  # held out
+    fp32 = FERPredictor(trained_dir, device="cpu", precision="fp32")
+    plain = FERPredictor(trained_dir, device="cpu", precision="int8", recheck=False)
+    int8 = FERPredictor(trained_dir, device="cpu", precision="int8")  # recheck is the default
+    assert int8.rechecks and not plain.rechecks and not fp32.rechecks
+    pixels = fp32.preprocess(faces)
+    reference, alone = fp32.logits(pixels), plain.logits(pixels)
+    logits = torch.cat([int8.logits(pixels[i : i + 50]) for i in range(0, len(pixels), 50)])
+
+    assert torch.equal(logits.argmax(1), reference.argmax(1))  # every label float32's
+    # the calibration faces ran in float32 and set the threshold: twice their largest int8 error
+    torch.testing.assert_close(logits[:K], reference[:K], rtol=0, atol=1e-5)
+    errors = (alone[:K] - reference[:K]).abs().amax(1)
+    assert int8.recheck_margin == pytest.approx(2 * float(errors.max()), rel=1e-5)
+    # past them, faces with an int8 top-2 gap under it ran in float32, the others kept their int8 logits
+    top2 = alone[K:].topk(2, dim=1).values
+    close = (top2[:, 0] - top2[:, 1]) < int8.recheck_margin
+    assert 0 < int(close.sum()) < len(close)  # both kinds occur here: the test sees each branch
+    torch.testing.assert_close(logits[K:][close], reference[K:][close], rtol=0, atol=1e-5)
+    assert torch.equal(logits[K:][~close], alone[K:][~close])
+    assert not torch.allclose(logits[K:][~close], reference[K:][~close], atol=1e-4)  # int8 there, not float32
+    assert int8.recheck_counts == {"faces": len(faces), "calibration": K, "close": int(close.sum())}
+
+
 def test_int8_scores_of_a_face_do_not_depend_on_the_other_faces_in_its_batch(trained_dir, ferplus_faces):
     faces = list(ferplus_faces[0][:40])
     predictor = FERPredictor(trained_dir, device="cpu", precision="int8")
     together = predictor.predict_proba(faces, batch_size=40)
-    np.testing.assert_array_equal(predictor.predict_proba(faces, batch_size=7), together)
-    np.testing.assert_array_equal(predictor.predict_proba(faces[5:6], batch_size=1)[0], together[5])
+    # the calibration faces are the first ones the predictor sees, whatever the batches
+    # (float32 re-runs go in batches, whose scores differ from one face's in the last bits only)
+    again = FERPredictor(trained_dir, device="cpu", precision="int8").predict_proba(faces, batch_size=7)
+    np.testing.assert_allclose(again, together, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(predictor.predict_proba(faces[20:21], batch_size=1)[0], together[20], rtol=0, atol=1e-6)
+    plain = FERPredictor(trained_dir, device="cpu", precision="int8", recheck=False)
+    alone = plain.predict_proba(faces, batch_size=40)
+    np.testing.assert_array_equal(plain.predict_proba(faces, batch_size=7), alone)
+    np.testing.assert_array_equal(plain.predict_proba(faces[5:6], batch_size=1)[0], alone[5])
 
 
 def test_evaluate_reports_float32_by_default_and_the_int8_accuracy_when_asked(trained_dir, ferplus_mini_dir, tmp_path):

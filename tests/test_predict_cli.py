@@ -242,8 +242,9 @@ def crops_folder(ferplus_faces, tmp_path):
         (["amx_bf16"], [], "precision: bf16 autocast on CPU (bf16 units: amx_bf16)"),
         (["amx_bf16"], ["--bf16"], "precision: bf16 autocast on CPU (asked for; bf16 units: amx_bf16)"),
         (["amx_bf16"], ["--precision", "int8"], "precision: int8 dynamic quantization of the linear layers on CPU"),
+        ([], ["--no_recheck"], "precision: int8 dynamic quantization of the linear layers on CPU (no bf16 units)"),
     ],
-    ids=["auto_without_bf16_units", "forced_fp32", "auto_with_amx", "bf16_alias", "forced_int8"],
+    ids=["auto_without_bf16_units", "forced_fp32", "auto_with_amx", "bf16_alias", "forced_int8", "int8_no_recheck"],
 )
 def test_fer_predict_picks_int8_without_bf16_units_says_which_path_runs_and_gives_its_labels(
     vit64_dir, crops_folder, monkeypatch, capsys, keep_torch_threads, units, flags, expected
@@ -257,13 +258,25 @@ def test_fer_predict_picks_int8_without_bf16_units_says_which_path_runs_and_give
 
     captured = capsys.readouterr()
     (line,) = [line for line in captured.err.splitlines() if line.startswith("fer-predict: precision: ")]
-    assert line.startswith(f"fer-predict: {expected}") and line.endswith("; 1 thread")
     arithmetic = {"int8": "int8", "float32": "fp32", "bf16 a": "bf16"}
     kind = next(v for k, v in arithmetic.items() if expected.startswith(f"precision: {k}"))
+    rechecks = kind == "int8" and "--no_recheck" not in flags
+    tail = "; 1 thread" + ("; close calls re-run in float32 (--no_recheck: int8 only)" if rechecks else "")
+    assert line.startswith(f"fer-predict: {expected}") and line.endswith(tail)
     crops = [np.asarray(Image.open(crops_folder / f"{i:03d}.png")) for i in range(12)]
     assert "fer-predict: runtime: plain torch ViT (modeling.vit_runtime; transformers not imported)" in captured.err
-    predicted = FERPredictor(vit64_dir, device="cpu", precision=kind, runtime="plain").predict(crops)
+    reference = FERPredictor(vit64_dir, device="cpu", precision=kind, runtime="plain", recheck=rechecks)
+    predicted = reference.predict(crops)
     assert [json.loads(line)["scores"] for line in captured.out.splitlines()] == [p["scores"] for p in predicted]
+    reruns = [line for line in captured.err.splitlines() if line.startswith("fer-predict: int8 with float32 re-runs")]
+    if rechecks:  # 12 crops: the first 8 set the threshold, the other 4 run again where their top-2 gap is under it
+        close = reference.recheck_counts["close"]
+        assert reruns == [
+            f"fer-predict: int8 with float32 re-runs: {8 + close} of 12 faces in float32 (8 to set the close-call "
+            f"threshold, {close} with a top-2 logit gap under {reference.recheck_margin:.3g})"
+        ]
+    else:
+        assert reruns == []
 
 
 @pytest.mark.parametrize(

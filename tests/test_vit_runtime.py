@@ -198,7 +198,8 @@ def test_int8_runs_faces_at_once_on_one_thread_each_with_the_logits_of_one_at_a_
 ):
     path = save_vit_64(tmp_path / "wide", **WIDE_ENOUGH_FOR_INT8)
     faces = list(ferplus_faces[0][:24])
-    predictor = FERPredictor(path, device="cpu", precision="int8", runtime="plain")
+    # recheck=False: the int8 forward passes alone (float32 re-runs of close calls change scores after the first faces)
+    predictor = FERPredictor(path, device="cpu", precision="int8", runtime="plain", recheck=False)
     torch.set_num_threads(1)
     assert predictor.images_at_once == 1
     one_at_a_time = predictor.predict_proba(faces)
