@@ -48,6 +48,7 @@ class EvalArguments:
     device: str | None = None
     bf16: bool = False
     precision: str | None = None
+    no_recheck: bool = False
     num_hardest: int = 25
     max_samples: int | None = None
 
@@ -84,6 +85,11 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalArguments:
         default=None,
         help="Arithmetic of the predictor (default fp32; bf16 with --bf16): int8 for the accuracy of fer-predict's "
         "fast CPU path, auto for what fer-predict picks on this machine; the report records it",
+    )
+    p.add_argument(
+        "--no_recheck",
+        action="store_true",
+        help="int8: without the float32 re-runs of close calls (fer-predict --no_recheck): int8's own accuracy",
     )
     p.add_argument("--num_hardest", type=int, default=25, help="Misclassified examples in the grid")
     p.add_argument("--max_samples", type=int, default=None, help="Evaluate the first N examples only (smoke tests)")
@@ -164,7 +170,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     args = parse_args(argv)
     with user_errors(NotAnImageClassifierError):
-        predictor = FERPredictor(args.model, device=args.device, cache_dir=args.cache_dir, precision=args.precision)
+        predictor = FERPredictor(
+            args.model,
+            device=args.device,
+            cache_dir=args.cache_dir,
+            precision=args.precision,
+            recheck=not args.no_recheck,
+        )
     splits = load_splits(args)
     dataset = splits[args.split]
     # Over the full split, from the preparation report when it holds the search; else searched (None above MAX_IMAGES)
@@ -203,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "num_examples": int(len(dataset)),
         "precision": predictor.precision,
         "precision_why": predictor.precision_why,
+        **({"float32_reruns": dict(predictor.recheck_counts)} if predictor.rechecks else {}),
         "labels": names,
         "accuracy": m["accuracy"],
         "balanced_accuracy": m["balanced_accuracy"],

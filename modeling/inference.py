@@ -341,12 +341,12 @@ class FERPredictor:
         int8 logit error among them becomes :attr:`recheck_margin`, and from then on every face whose int8 top-2
         logit gap is under it runs again in float32 (in one batch). A label can only differ from float32's where the
         int8 error moves the gap by more than the gap, and two logits each off by at most e move it by at most 2e.
-        Measured on a 2-core AVX2 EPYC (bench/int8_agreement.py, FER+ test faces): the shipped model kept 98.5% of
-        its float32 labels in plain int8 and 100% of 1,500 with this, 18% of them re-run; a random ViT-S preset at
-        224 px 99.0% and 100% of 400 (8% re-run); a random ViT-B preset, whose top-2 gaps are mostly smaller than
-        the int8 error, 94.3% and 100% of 400 (40% re-run, about float32's speed). The faces are taken in the order
-        given, whatever the batches (the calibration faces are the first ones overall), so results do not depend on
-        the batch size; the first faces' scores are float32's.
+        Measured on a 2-core AVX2 EPYC (FER+ faces, bench/RESULTS.md): the shipped model kept 98.5% of 1,500 float32
+        labels in int8 alone and 100% with this, 18% of the faces re-run; a random ViT-S preset at 224 px 100% (20 of
+        192 faces in float32, whole process 1.81x ``pipeline()`` against 1.94x without); a random ViT-B preset, whose
+        top-2 gaps are mostly smaller than the int8 error, 88.5% and 100%, but with half of its faces re-run, at
+        float32's speed. The faces are taken in the order given, whatever the batches (the calibration faces are the
+        first ones overall), so results do not depend on the batch size; the first faces' scores are float32's.
         """
         logits = logits.clone()
         counts = self.recheck_counts

@@ -360,9 +360,15 @@ def test_evaluate_reports_float32_by_default_and_the_int8_accuracy_when_asked(tr
     common = [str(trained_dir), "--dataset_name", "ferplus", "--data_dir", str(ferplus_mini_dir), "--split", "test"]
     common += ["--num_hardest", "0", "--cache_dir", str(tmp_path / "cache")]
     reports = {}
-    for name in ("fp32", "int8"):
-        assert evaluate([*common, "--precision", name, "--output_dir", str(tmp_path / name)]) == 0
+    runs = {"fp32": ["--precision", "fp32"], "int8": ["--precision", "int8"]}
+    runs["int8 alone"] = ["--precision", "int8", "--no_recheck"]
+    for name, flags in runs.items():
+        assert evaluate([*common, *flags, "--output_dir", str(tmp_path / name)]) == 0
         reports[name] = json.loads((tmp_path / name / "eval_ferplus_test.json").read_text())
     assert reports["fp32"]["precision"] == "fp32" and reports["int8"]["precision"] == "int8"
     assert reports["int8"]["num_examples"] == reports["fp32"]["num_examples"] == 40
-    assert abs(reports["int8"]["accuracy"] - reports["fp32"]["accuracy"]) <= 1 / 40
+    assert abs(reports["int8 alone"]["accuracy"] - reports["fp32"]["accuracy"]) <= 1 / 40
+    # with its close calls re-run in float32 (the default), int8 gives float32's labels, hence its confusion matrix
+    assert reports["int8"]["confusion_matrix"] == reports["fp32"]["confusion_matrix"]
+    assert reports["int8"]["float32_reruns"]["faces"] == 40 and reports["int8"]["float32_reruns"]["calibration"] == 8
+    assert "float32_reruns" not in reports["int8 alone"] and "float32_reruns" not in reports["fp32"]
