@@ -231,7 +231,7 @@ def in_process(model_dir: Path, onnx_files: dict, paths: list[str], crops, args)
         report[name]["runtime"] = predictors[name].runtime
         report[name]["images_at_once"] = predictors[name].images_at_once
         if predictors[name].rechecks:  # over the warm-up, the timed runs and the latency calls
-            report[name]["float32_reruns"] = dict(predictors[name].recheck_counts)
+            report[name]["float32_reruns"] = predictors[name].recheck_counts
             report[name]["recheck_margin"] = round(predictors[name].recheck_margin, 5)
     for name, r in latency.items():
         report[name]["batch1_latency_ms"] = round(1000 * statistics.median(r), 2)

@@ -4,11 +4,11 @@
 
 Variants: the predictor's int8 (``FERPredictor(precision="int8")``: torch's dynamic int8 with the close calls re-run
 in float32, in batches of 64), torch's dynamic int8 alone (``recheck=False``: activations quantized to 7 bits, as
-torch does on x86), the same with 8-bit activations (to show why 7: on CPUs without VNNI fbgemm's AVX2 kernels add pairs of u8 x
-s8 products in 16 bits, which full-range values saturate), and ONNX Runtime's int8 export with 7-bit weights
-(``modeling.export --int8``) and with 8-bit ones. The others run one face per call, as the predictor does. Prints one JSON
-object: the machine's int8 flags, and per variant the label agreement with float32, the max and median abs logit
-difference, and faces/s on one thread.
+torch does on x86), the same with 8-bit activations (to show why 7: on CPUs without VNNI fbgemm's AVX2 kernels add
+pairs of u8 x s8 products in 16 bits, which full-range values saturate), and ONNX Runtime's int8 export with 7-bit
+weights (``modeling.export --int8``) and with 8-bit ones. The others run one face per call, as the predictor does.
+Prints one JSON object: the machine's int8 flags, and per variant the label agreement with float32, the max and median
+abs logit difference, and faces/s on one thread.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     out, seconds = timed_logits(rechecked.logits, pixels, chunk=64)
     variants["torch int8, close calls re-run in float32 (the predictor's default)"] = {
         **compare(out, reference, seconds),
-        "float32_reruns": dict(rechecked.recheck_counts),
+        "float32_reruns": rechecked.recheck_counts,
         "recheck_margin": round(rechecked.recheck_margin, 4),
     }
     int8 = FERPredictor(args.model, device="cpu", precision="int8", recheck=False)

@@ -215,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "num_examples": int(len(dataset)),
         "precision": predictor.precision,
         "precision_why": predictor.precision_why,
-        **({"float32_reruns": dict(predictor.recheck_counts)} if predictor.rechecks else {}),
+        **({"float32_reruns": predictor.recheck_counts} if predictor.rechecks else {}),
         "labels": names,
         "accuracy": m["accuracy"],
         "balanced_accuracy": m["balanced_accuracy"],

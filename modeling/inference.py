@@ -201,10 +201,10 @@ class FERPredictor:
         self.model = None
         self._float_model: torch.nn.Module | None = None
         # int8 close calls (see _recheck): the largest int8 error per calibration face, the threshold they give,
-        # and how many faces went through float32 out of how many.
+        # the faces seen and the close calls re-run (recheck_counts).
         self._calibration_errors: list[float] = []
         self.recheck_margin: float | None = None
-        self.recheck_counts = {"faces": 0, "calibration": 0, "close": 0}
+        self._faces_seen = self._close_calls = 0
         if onnx is not None:
             import onnxruntime as ort
 
@@ -334,6 +334,12 @@ class FERPredictor:
         """True when int8 close calls are re-run in float32 (torch int8 with ``recheck=True``, the default)."""
         return self._float_model is not None
 
+    @property
+    def recheck_counts(self) -> dict[str, int]:
+        """Faces seen by the int8 path with re-runs, and of them those run in float32: to set the threshold
+        (``calibration``) and as close calls (``close``)."""
+        return {"faces": self._faces_seen, "calibration": len(self._calibration_errors), "close": self._close_calls}
+
     def _recheck(self, pixel_values: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """int8 logits with the close calls replaced by float32 ones, so that int8 keeps the float32 labels.
 
@@ -348,15 +354,13 @@ class FERPredictor:
         float32's speed. The faces are taken in the order given, whatever the batches (the calibration faces are the
         first ones overall), so results do not depend on the batch size; the first faces' scores are float32's.
         """
-        logits = logits.clone()
-        counts = self.recheck_counts
-        counts["faces"] += len(logits)
+        logits = logits.clone()  # an inference-mode tensor cannot be written in place outside inference mode
+        self._faces_seen += len(logits)
         first = min(len(logits), RECHECK_CALIBRATION_FACES - len(self._calibration_errors))
         if first > 0:
             reference = self._float_logits(pixel_values[:first])
             self._calibration_errors += (logits[:first] - reference).abs().amax(dim=1).tolist()
             logits[:first] = reference
-            counts["calibration"] += first
             if len(self._calibration_errors) == RECHECK_CALIBRATION_FACES:
                 self.recheck_margin = 2 * max(self._calibration_errors)
                 logger.info(
@@ -370,7 +374,7 @@ class FERPredictor:
             close = first + torch.nonzero(top2[:, 0] - top2[:, 1] < self.recheck_margin).flatten()
             if len(close):
                 logits[close] = self._float_logits(pixel_values[close])
-                counts["close"] += len(close)
+                self._close_calls += len(close)
         return logits
 
     def _float_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
