@@ -15,6 +15,7 @@ from PIL import Image
 import modeling
 from modeling.inference import FERPredictor, NotAnImageClassifierError
 from modeling.labels import FERPLUS_LABELS
+from modeling.precision import native_bf16_units
 from modeling.sizes import image_processor_for
 from modeling.vit_runtime import WEIGHTS_FILE, load_plain_vit, why_not_plain
 from tests.test_inference import WIDE_ENOUGH_FOR_INT8, save_vit_64
@@ -186,7 +187,9 @@ def test_fer_predict_classifies_a_local_vit_without_importing_transformers(tmp_p
         if runtime == "auto":
             assert imported == []  # nor torchvision or scipy, which transformers' model code brings
             assert "fer-predict: runtime: plain torch ViT" in done.stderr
-            assert "int8 dynamic quantization" in done.stderr  # no bf16 units mocked here: say what this CPU runs
+            # nothing mocked in a child process: it says what this CPU runs by default
+            arithmetic = "bf16 autocast" if native_bf16_units() else "int8 dynamic quantization"
+            assert f"fer-predict: precision: {arithmetic}" in done.stderr
     assert [r["label"] for r in outputs["auto"]] == [r["label"] for r in outputs["transformers"]]
     for ours, theirs in zip(outputs["auto"], outputs["transformers"]):
         assert ours["file"] == theirs["file"]
