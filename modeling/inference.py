@@ -44,6 +44,12 @@ logger = logging.getLogger(__name__)
 RUNTIMES = ("auto", "transformers", "plain")
 # Faces run in both int8 and float32 to set the int8 close-call threshold (FERPredictor._recheck).
 RECHECK_CALIBRATION_FACES = 8
+# The faces after those whose share of close calls decides whether int8 is worth keeping, and the share above which
+# float32 alone runs instead. int8 with re-runs costs i + r * f per face (i: int8, f: float32, r: share re-run), float32
+# alone f: int8 gains nothing once r > 1 - i/f, which was 0.42 for the ViT-S preset and 0.49 for the ViT-B preset at
+# 224 px on a 2-core AVX2 EPYC (in process, bench/RESULTS.md); a share near the break-even costs little either way.
+RECHECK_PROBE_FACES = 56
+RECHECK_FLOAT32_SHARE = 0.45
 
 
 class NotAnImageClassifierError(ValueError):
@@ -132,7 +138,8 @@ class FERPredictor:
 
     ``recheck`` (torch int8 only, default True): faces whose int8 top-2 logit gap is too small for int8's error to
     keep their label run again in float32 (:meth:`_recheck`; :attr:`recheck_counts` says how many), so that the int8
-    path gives float32's labels; a float32 copy of the model is kept for them.
+    path gives float32's labels; a float32 copy of the model is kept for them. Where int8 turns out to be a close call
+    on most faces, float32 alone runs instead, from the 65th face on (:attr:`float32_from`).
 
     ``onnx`` runs an exported ``.onnx`` file (see :mod:`modeling.export`, ``--int8`` for a quantized one)
     with ONNX Runtime instead of PyTorch, on ``torch.get_num_threads()`` threads; labels and preprocessing
@@ -205,6 +212,11 @@ class FERPredictor:
         self._calibration_errors: list[float] = []
         self.recheck_margin: float | None = None
         self._faces_seen = self._close_calls = 0
+        # where the probe faces after the calibration ones are mostly close calls: float32 alone from this face on
+        self.float32_from: int | None = None
+        self.float32_why: str | None = None
+        self._probe_close = self._after_switch = 0
+        self._probed = False
         if onnx is not None:
             import onnxruntime as ort
 
@@ -321,6 +333,10 @@ class FERPredictor:
         or its neighbours in a folder). From about 64 tokens per image (``INT8_MIN_TOKENS``) one image at a time is
         about as fast per face as batches of 64 (0.9-1.7x their speed: the ViT-S preset at 65 to 197 tokens, 1 thread).
         """
+        if self.float32_from is not None:  # int8 with re-runs gave up: float32 alone (see _recheck)
+            self._faces_seen += len(pixel_values)
+            self._after_switch += len(pixel_values)
+            return self._float_logits(pixel_values)
         if self.per_image and len(pixel_values) > 1:
             logits = torch.cat(self._each_image(pixel_values))
         else:
@@ -337,8 +353,14 @@ class FERPredictor:
     @property
     def recheck_counts(self) -> dict[str, int]:
         """Faces seen by the int8 path with re-runs, and of them those run in float32: to set the threshold
-        (``calibration``) and as close calls (``close``)."""
-        return {"faces": self._faces_seen, "calibration": len(self._calibration_errors), "close": self._close_calls}
+        (``calibration``), as close calls (``close``) and after the switch to float32 alone (``after_switch``: from face
+        :attr:`float32_from` on, see :meth:`_recheck`)."""
+        return {
+            "faces": self._faces_seen,
+            "calibration": len(self._calibration_errors),
+            "close": self._close_calls,
+            "after_switch": self._after_switch,
+        }
 
     def _recheck(self, pixel_values: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """int8 logits with the close calls replaced by float32 ones, so that int8 keeps the float32 labels.
@@ -350,11 +372,17 @@ class FERPredictor:
         Measured on a 2-core AVX2 EPYC (FER+ faces, bench/RESULTS.md): the shipped model kept 98.5% of 1,500 float32
         labels in int8 alone and 100% with this, 18% of the faces re-run; a random ViT-S preset at 224 px 100% (20 of
         192 faces in float32, whole process 1.81x ``pipeline()`` against 1.94x without); a random ViT-B preset, whose
-        top-2 gaps are mostly smaller than the int8 error, 88.5% and 100%, but with half of its faces re-run, at
-        float32's speed. The faces are taken in the order given, whatever the batches (the calibration faces are the
+        top-2 gaps are mostly smaller than the int8 error, 88.5% and 100%, but with half of its faces re-run, slower
+        than float32 alone (1.10x against 1.18x, whole process): hence the switch below. The faces are taken in the order given, whatever the batches (the calibration faces are the
         first ones overall), so results do not depend on the batch size; the first faces' scores are float32's.
+
+        Where more than ``RECHECK_FLOAT32_SHARE`` of the ``RECHECK_PROBE_FACES`` faces after the calibration ones were
+        close calls, int8 with that many re-runs costs more than float32 alone, which gives the same labels: from the
+        next face on (:attr:`float32_from`, counted in input order whatever the batches) every face runs in float32
+        alone.
         """
         logits = logits.clone()  # an inference-mode tensor cannot be written in place outside inference mode
+        start = self._faces_seen  # input position of logits[0]
         self._faces_seen += len(logits)
         first = min(len(logits), RECHECK_CALIBRATION_FACES - len(self._calibration_errors))
         if first > 0:
@@ -369,12 +397,33 @@ class FERPredictor:
                     self.recheck_margin,
                     RECHECK_CALIBRATION_FACES,
                 )
-        if self.recheck_margin is not None and len(logits) > first:
-            top2 = logits[first:].topk(2, dim=1).values
-            close = first + torch.nonzero(top2[:, 0] - top2[:, 1] < self.recheck_margin).flatten()
-            if len(close):
-                logits[close] = self._float_logits(pixel_values[close])
-                self._close_calls += len(close)
+        if self.recheck_margin is None or len(logits) == first:
+            return logits
+        top2 = logits[first:].topk(2, dim=1).values
+        close = top2[:, 0] - top2[:, 1] < self.recheck_margin
+        position = start + first + torch.arange(len(close))
+        probe_end = RECHECK_CALIBRATION_FACES + RECHECK_PROBE_FACES
+        self._probe_close += int(close[position < probe_end].sum())
+        if not self._probed and start + len(logits) >= probe_end:
+            self._probed = True
+            if self._probe_close > RECHECK_FLOAT32_SHARE * RECHECK_PROBE_FACES:
+                self.float32_from = probe_end
+                self.float32_why = (
+                    f"int8 was a close call on {self._probe_close} of the {RECHECK_PROBE_FACES} faces after the first "
+                    f"{RECHECK_CALIBRATION_FACES}, over {RECHECK_FLOAT32_SHARE:.0%}"
+                )
+                logger.info(
+                    "FERPredictor: %s: with that many re-runs int8 is slower than float32 alone, which runs from face "
+                    "%d on",
+                    self.float32_why,
+                    probe_end + 1,
+                )
+        after = position >= probe_end if self.float32_from is not None else torch.zeros_like(close)
+        rerun = first + torch.nonzero(close | after).flatten()
+        if len(rerun):
+            logits[rerun] = self._float_logits(pixel_values[rerun])
+        self._close_calls += int((close & ~after).sum())
+        self._after_switch += int(after.sum())
         return logits
 
     def _float_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:

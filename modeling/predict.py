@@ -301,11 +301,15 @@ def run(args: argparse.Namespace, out: TextIO) -> dict[str, int]:
 def recheck_summary(predictor: FERPredictor) -> str:
     """One line: how many faces the int8 path re-ran in float32, and why."""
     c = predictor.recheck_counts
-    line = f"int8 with float32 re-runs: {c['calibration'] + c['close']} of {c['faces']} faces in float32 ("
-    line += f"{c['calibration']} to set the close-call threshold"
+    line = f"int8 with float32 re-runs: {c['calibration'] + c['close'] + c['after_switch']} of {c['faces']} faces "
+    line += f"in float32 ({c['calibration']} to set the close-call threshold"
     if predictor.recheck_margin is None:
         return line + ", not reached)"
-    return line + f", {c['close']} with a top-2 logit gap under {predictor.recheck_margin:.3g})"
+    line += f", {c['close']} with a top-2 logit gap under {predictor.recheck_margin:.3g}"
+    if predictor.float32_from is None:
+        return line + ")"
+    start = predictor.float32_from + 1
+    return line + f", {c['after_switch']} from face {start} on in float32 alone: {predictor.float32_why})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

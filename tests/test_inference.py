@@ -330,7 +330,53 @@ def test_int8_reruns_its_close_calls_in_float32_and_keeps_every_float32_label(tr
     torch.testing.assert_close(logits[K:][close], reference[K:][close], rtol=0, atol=1e-5)
     assert torch.equal(logits[K:][~close], alone[K:][~close])
     assert not torch.allclose(logits[K:][~close], reference[K:][~close], atol=1e-4)  # int8 there, not float32
-    assert int8.recheck_counts == {"faces": len(faces), "calibration": K, "close": int(close.sum())}
+    assert int8.float32_from is None  # close calls on few faces: int8 stays
+    assert int8.recheck_counts == {"faces": len(faces), "calibration": K, "close": int(close.sum()), "after_switch": 0}
+
+
+@pytest.mark.parametrize("switch", [True, False], ids=["over_the_share", "at_the_share"])
+def test_int8_gives_way_to_float32_alone_where_most_faces_are_close_calls(
+    trained_dir, ferplus_faces, monkeypatch, switch
+):
+    from modeling import inference
+    from modeling.predict import recheck_summary
+
+    K, probe = inference.RECHECK_CALIBRATION_FACES, inference.RECHECK_PROBE_FACES
+    faces = list(ferplus_faces[0][384:512])  # held out
+    fp32 = FERPredictor(trained_dir, device="cpu", precision="fp32")
+    pixels = fp32.preprocess(faces)
+    reference = fp32.logits(pixels)
+    counting = FERPredictor(trained_dir, device="cpu", precision="int8")
+    counting.logits(pixels[: K + probe])  # how many of the probe faces are close calls for this model
+    n = counting.recheck_counts["close"]
+    assert 0 < n < probe and counting.float32_from is None
+    # the switch needs more than the share of the probe faces: set the share just under n, or exactly at it
+    monkeypatch.setattr(inference, "RECHECK_FLOAT32_SHARE", (n - 0.5 if switch else n) / probe)
+
+    runs = {}
+    for batch in (50, 7):
+        int8 = FERPredictor(trained_dir, device="cpu", precision="int8")
+        int8_calls = []
+        forward = int8._logits
+        monkeypatch.setattr(int8, "_logits", lambda x: int8_calls.append(len(x)) or forward(x))
+        runs[batch] = torch.cat([int8.logits(pixels[i : i + batch]) for i in range(0, len(pixels), batch)])
+        assert torch.equal(runs[batch].argmax(1), reference.argmax(1))  # float32's labels either way
+        if not switch:
+            assert int8.float32_from is None and int8.recheck_counts["after_switch"] == 0
+            assert sum(int8_calls) == len(faces)
+            continue
+        assert int8.float32_from == K + probe
+        assert int8.recheck_counts == {"faces": len(faces), "calibration": K, "close": n, "after_switch": 128 - 64}
+        torch.testing.assert_close(runs[batch][K + probe :], reference[K + probe :], rtol=0, atol=1e-5)
+        # int8 ran up to the end of the batch holding face 64, and no further
+        assert sum(int8_calls) == -(-(K + probe) // batch) * batch
+        summary = recheck_summary(int8)
+        assert summary.startswith(f"int8 with float32 re-runs: {K + n + 64} of 128 faces in float32 (8 to set ")
+        assert summary.endswith(
+            f", {n} with a top-2 logit gap under {int8.recheck_margin:.3g}, 64 from face 65 on in float32 alone: "
+            f"int8 was a close call on {n} of the 56 faces after the first 8, over {(n - 0.5) / 56:.0%})"
+        )
+    torch.testing.assert_close(runs[7], runs[50], rtol=0, atol=1e-5)  # the same faces switch whatever the batches
 
 
 def test_int8_scores_of_a_face_do_not_depend_on_the_other_faces_in_its_batch(trained_dir, ferplus_faces):
