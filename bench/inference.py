@@ -272,6 +272,8 @@ def pipeline_child(argv: list[str]) -> int:
 
 
 def whole_process(model_dir: Path, onnx_files: dict, paths: list[str], folder: Path, work: Path, args) -> dict:
+    from modeling.predict import RERUNS_LINE
+
     threads = ["--threads", str(args.threads)] if args.threads else []
     commands = {}
     runs_of = [(path, path, args.runtime) for path in paths]
@@ -318,7 +320,7 @@ def whole_process(model_dir: Path, onnx_files: dict, paths: list[str], folder: P
         report[name]["speedup_over_pipeline"] = round(pipe_med / report[name]["median_s"], 2)
         if "fp32" in report:
             report[name]["speedup_over_fp32"] = round(report["fp32"]["median_s"] / report[name]["median_s"], 2)
-        for what, start in (("precision", "precision: "), ("runtime", "runtime: "), ("reruns", "int8 with float32")):
+        for what, start in (("precision", "precision: "), ("runtime", "runtime: "), ("reruns", RERUNS_LINE)):
             said = [line for line in logs[name].splitlines() if line.startswith(f"fer-predict: {start}")]
             report[name][f"stderr_{what}_line"] = said[0] if said else None
         agree = np.mean([a == b for a, b in zip(labels[name], labels["pipeline"])])

@@ -8,7 +8,7 @@ torch does on x86), the same with 8-bit activations (to show why 7: on CPUs with
 pairs of u8 x s8 products in 16 bits, which full-range values saturate), and ONNX Runtime's int8 export with 7-bit
 weights (``modeling.export --int8``) and with 8-bit ones. The others run one face per call, as the predictor does.
 Prints one JSON object: the machine's int8 flags, and per variant the label agreement with float32, the max and median
-abs logit difference, and faces/s on one thread.
+abs logit difference (``bench/inference.py``'s comparison), and faces/s on one thread.
 """
 
 from __future__ import annotations
@@ -25,16 +25,13 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ferplus"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from inference import logit_comparison  # noqa: E402  (bench/inference.py: the same comparison with float32)
 
 
 def compare(logits: torch.Tensor, reference: torch.Tensor, seconds: float) -> dict:
-    diff = (logits - reference).abs().max(dim=1).values
-    return {
-        "label_agreement": round(float((logits.argmax(1) == reference.argmax(1)).float().mean()), 4),
-        "max_abs_logit_diff": round(float(diff.max()), 4),
-        "median_abs_logit_diff": round(float(diff.median()), 4),
-        "faces_per_s_one_thread": round(len(logits) / seconds, 1),
-    }
+    return {**logit_comparison(logits, reference), "faces_per_s_one_thread": round(len(logits) / seconds, 1)}
 
 
 def timed_logits(fn, pixels: torch.Tensor, chunk: int = 1) -> tuple[torch.Tensor, float]:

@@ -298,10 +298,14 @@ def run(args: argparse.Namespace, out: TextIO) -> dict[str, int]:
     return counts
 
 
+# How fer-predict's stderr line on int8's float32 re-runs begins (after "fer-predict: "); bench/inference.py finds it so.
+RERUNS_LINE = "int8 with float32 re-runs"
+
+
 def recheck_summary(predictor: FERPredictor) -> str:
     """One line: how many faces the int8 path re-ran in float32, and why."""
     c = predictor.recheck_counts
-    line = f"int8 with float32 re-runs: {c['calibration'] + c['close'] + c['after_switch']} of {c['faces']} faces "
+    line = f"{RERUNS_LINE}: {c['calibration'] + c['close'] + c['after_switch']} of {c['faces']} faces "
     line += f"in float32 ({c['calibration']} to set the close-call threshold"
     if predictor.recheck_margin is None:
         return line + ", not reached)"

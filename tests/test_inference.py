@@ -358,7 +358,9 @@ def test_int8_gives_way_to_float32_alone_where_most_faces_are_close_calls(
         int8 = FERPredictor(trained_dir, device="cpu", precision="int8")
         int8_calls = []
         forward = int8._logits
-        monkeypatch.setattr(int8, "_logits", lambda x: int8_calls.append(len(x)) or forward(x))
+        monkeypatch.setattr(
+            int8, "_logits", lambda x, calls=int8_calls, forward=forward: calls.append(len(x)) or forward(x)
+        )
         runs[batch] = torch.cat([int8.logits(pixels[i : i + batch]) for i in range(0, len(pixels), batch)])
         assert torch.equal(runs[batch].argmax(1), reference.argmax(1))  # float32's labels either way
         if not switch:
