@@ -32,6 +32,7 @@ from .precision import (
     choose_inference_precision,
     cpu_has_bf16,  # noqa: F401  (re-exported: modeling.inference.cpu_has_bf16)
     int8_engine,
+    int8_has_vnni,
     native_bf16_units,
 )
 from .vit_runtime import as_pair, inspect_plain, load_plain_vit
@@ -45,11 +46,12 @@ RUNTIMES = ("auto", "transformers", "plain")
 # Faces run in both int8 and float32 to set the int8 close-call threshold (FERPredictor._recheck).
 RECHECK_CALIBRATION_FACES = 8
 # The faces after those whose share of close calls decides whether int8 is worth keeping, and the share above which
-# float32 alone runs instead. int8 with re-runs costs i + r * f per face (i: int8, f: float32, r: share re-run), float32
-# alone f: int8 gains nothing once r > 1 - i/f, which was 0.42 for the ViT-S preset and 0.49 for the ViT-B preset at
-# 224 px on a 2-core AVX2 EPYC (in process, bench/RESULTS.md); a share near the break-even costs little either way.
+# float32 alone runs instead, by whether fbgemm has VNNI (modeling.precision.int8_has_vnni). int8 with re-runs costs
+# i + r * f per face (i: int8, f: float32, r: share re-run), float32 alone f: int8 gains nothing once r > 1 - i/f.
+# In process, 2 threads, the ViT-S and ViT-B presets at 224 px (bench/RESULTS.md): 0.42 and 0.49 on an AVX2-only EPYC,
+# 0.59 and 0.72 on an EPYC with avx512_vnni; a share near the break-even costs little either way.
 RECHECK_PROBE_FACES = 56
-RECHECK_FLOAT32_SHARE = 0.45
+RECHECK_FLOAT32_SHARES = {"avx2": 0.45, "vnni": 0.65}
 
 
 class NotAnImageClassifierError(ValueError):
@@ -213,6 +215,7 @@ class FERPredictor:
         self.recheck_margin: float | None = None
         self._faces_seen = self._close_calls = 0
         # where the probe faces after the calibration ones are mostly close calls: float32 alone from this face on
+        self.float32_share = RECHECK_FLOAT32_SHARES["vnni" if int8_has_vnni() else "avx2"]
         self.float32_from: int | None = None
         self.float32_why: str | None = None
         self._probe_close = self._after_switch = 0
@@ -376,10 +379,10 @@ class FERPredictor:
         than float32 alone (1.10x against 1.18x, whole process): hence the switch below. The faces are taken in the order given, whatever the batches (the calibration faces are the
         first ones overall), so results do not depend on the batch size; the first faces' scores are float32's.
 
-        Where more than ``RECHECK_FLOAT32_SHARE`` of the ``RECHECK_PROBE_FACES`` faces after the calibration ones were
-        close calls, int8 with that many re-runs costs more than float32 alone, which gives the same labels: from the
-        next face on (:attr:`float32_from`, counted in input order whatever the batches) every face runs in float32
-        alone.
+        Where more than :attr:`float32_share` of the ``RECHECK_PROBE_FACES`` faces after the calibration ones were
+        close calls (``RECHECK_FLOAT32_SHARES``: 45% on AVX2-only CPUs, 65% with VNNI, where int8 gains more), int8
+        with that many re-runs costs more than float32 alone, which gives the same labels: from the next face on
+        (:attr:`float32_from`, counted in input order whatever the batches) every face runs in float32 alone.
         """
         logits = logits.clone()  # an inference-mode tensor cannot be written in place outside inference mode
         start = self._faces_seen  # input position of logits[0]
@@ -406,11 +409,11 @@ class FERPredictor:
         self._probe_close += int(close[position < probe_end].sum())
         if not self._probed and start + len(logits) >= probe_end:
             self._probed = True
-            if self._probe_close > RECHECK_FLOAT32_SHARE * RECHECK_PROBE_FACES:
+            if self._probe_close > self.float32_share * RECHECK_PROBE_FACES:
                 self.float32_from = probe_end
                 self.float32_why = (
                     f"int8 was a close call on {self._probe_close} of the {RECHECK_PROBE_FACES} faces after the first "
-                    f"{RECHECK_CALIBRATION_FACES}, over {RECHECK_FLOAT32_SHARE:.0%}"
+                    f"{RECHECK_CALIBRATION_FACES}, over {self.float32_share:.0%}"
                 )
                 logger.info(
                     "FERPredictor: %s: with that many re-runs int8 is slower than float32 alone, which runs from face "

@@ -10,6 +10,7 @@ AVX2 runs with integer dot products (fbgemm), and which keeps the float32 labels
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -77,6 +78,14 @@ def cpu_int8_units(cpuinfo: str | Path = "/proc/cpuinfo") -> list[str]:
     reports: int8 inference speed depends on them. Empty where unknown (not Linux)."""
     flags = _cpu_flags(cpuinfo) or set()
     return [f for f in INT8_CPU_FLAGS if f in flags]
+
+
+def int8_has_vnni(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """True where fbgemm's int8 matmuls use VNNI (``avx512_vnni``, which AMX CPUs have too): one instruction per
+    u8 x s8 dot product where AVX2 takes three, so int8 gains more over float32. False on AVX2-only CPUs and under
+    ``FBGEMM_ENABLE_INSTRUCTIONS=AVX2`` (how ``bench/inference.py --emulate_avx2`` imitates one)."""
+    capped = os.environ.get("FBGEMM_ENABLE_INSTRUCTIONS", "").strip().upper() == "AVX2"
+    return not capped and "avx512_vnni" in (_cpu_flags(cpuinfo) or set())
 
 
 def int8_engine() -> str | None:

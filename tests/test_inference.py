@@ -351,11 +351,12 @@ def test_int8_gives_way_to_float32_alone_where_most_faces_are_close_calls(
     n = counting.recheck_counts["close"]
     assert 0 < n < probe and counting.float32_from is None
     # the switch needs more than the share of the probe faces: set the share just under n, or exactly at it
-    monkeypatch.setattr(inference, "RECHECK_FLOAT32_SHARE", (n - 0.5 if switch else n) / probe)
+    share = (n - 0.5 if switch else n) / probe
 
     runs = {}
     for batch in (50, 7):
         int8 = FERPredictor(trained_dir, device="cpu", precision="int8")
+        int8.float32_share = share
         int8_calls = []
         forward = int8._logits
         monkeypatch.setattr(
@@ -376,9 +377,30 @@ def test_int8_gives_way_to_float32_alone_where_most_faces_are_close_calls(
         assert summary.startswith(f"int8 with float32 re-runs: {K + n + 64} of 128 faces in float32 (8 to set ")
         assert summary.endswith(
             f", {n} with a top-2 logit gap under {int8.recheck_margin:.3g}, 64 from face 65 on in float32 alone: "
-            f"int8 was a close call on {n} of the 56 faces after the first 8, over {(n - 0.5) / 56:.0%})"
+            f"int8 was a close call on {n} of the 56 faces after the first 8, over {share:.0%})"
         )
     torch.testing.assert_close(runs[7], runs[50], rtol=0, atol=1e-5)  # the same faces switch whatever the batches
+
+
+@pytest.mark.parametrize(
+    "flags, cap, expected",
+    [("avx2 fma", None, "avx2"), ("avx2 avx512f avx512_vnni", None, "vnni"), ("avx2 avx512_vnni", "AVX2", "avx2")],
+    ids=["avx2_only", "vnni", "vnni_capped_to_avx2"],
+)
+def test_int8_gives_way_to_float32_at_a_share_that_depends_on_vnni(tmp_path, monkeypatch, flags, cap, expected):
+    from modeling import inference
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: fpu {flags}\n")
+    if cap is None:
+        monkeypatch.delenv("FBGEMM_ENABLE_INSTRUCTIONS", raising=False)
+    else:
+        monkeypatch.setenv("FBGEMM_ENABLE_INSTRUCTIONS", cap)
+    assert precision.int8_has_vnni(cpuinfo) == (expected == "vnni")
+    monkeypatch.setattr(inference, "int8_has_vnni", lambda: precision.int8_has_vnni(cpuinfo))
+    predictor = FERPredictor(save_vit_64(tmp_path / "m", **WIDE_ENOUGH_FOR_INT8), device="cpu", precision="int8")
+    assert predictor.float32_share == inference.RECHECK_FLOAT32_SHARES[expected]
+    assert inference.RECHECK_FLOAT32_SHARES["avx2"] < inference.RECHECK_FLOAT32_SHARES["vnni"] < 1
 
 
 def test_int8_scores_of_a_face_do_not_depend_on_the_other_faces_in_its_batch(trained_dir, ferplus_faces):
