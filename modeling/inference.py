@@ -49,7 +49,7 @@ RECHECK_CALIBRATION_FACES = 8
 # float32 alone runs instead, by whether fbgemm has VNNI (modeling.precision.int8_has_vnni). int8 with re-runs costs
 # i + r * f per face (i: int8, f: float32, r: share re-run), float32 alone f: int8 gains nothing once r > 1 - i/f.
 # In process, 2 threads, the ViT-S and ViT-B presets at 224 px (bench/RESULTS.md): 0.42 and 0.49 on an AVX2-only EPYC,
-# 0.59 and 0.72 on an EPYC with avx512_vnni; a share near the break-even costs little either way.
+# 0.67 and 0.74 on an EPYC with avx512_vnni; a share near the break-even costs little either way.
 RECHECK_PROBE_FACES = 56
 RECHECK_FLOAT32_SHARES = {"avx2": 0.45, "vnni": 0.65}
 
