@@ -215,11 +215,10 @@ class FERPredictor:
         self.recheck_margin: float | None = None
         self._faces_seen = self._close_calls = 0
         # where the probe faces after the calibration ones are mostly close calls: float32 alone from this face on
-        self.float32_share = RECHECK_FLOAT32_SHARES["vnni" if int8_has_vnni() else "avx2"]
+        self.float32_share: float | None = None  # set with the float32 copy (int8 with re-runs)
         self.float32_from: int | None = None
         self.float32_why: str | None = None
         self._probe_close = self._after_switch = 0
-        self._probed = False
         if onnx is not None:
             import onnxruntime as ort
 
@@ -262,6 +261,7 @@ class FERPredictor:
             if self.precision == "int8":
                 if recheck and len(self.labels) > 1:
                     self._float_model = copy.deepcopy(self.model)  # before quantizing: close calls re-run on it
+                    self.float32_share = RECHECK_FLOAT32_SHARES["vnni" if int8_has_vnni() else "avx2"]
                 quantize_linear_int8(self.model)
         # bf16 autocast: on CUDA, and on CPUs with bf16 matrix units (AMX / AVX512-BF16), where oneDNN runs
         # ViT matmuls about 3x faster than float32; elsewhere autocast would only add casts.
@@ -376,8 +376,9 @@ class FERPredictor:
         labels in int8 alone and 100% with this, 18% of the faces re-run; a random ViT-S preset at 224 px 100% (20 of
         192 faces in float32, whole process 1.81x ``pipeline()`` against 1.94x without); a random ViT-B preset, whose
         top-2 gaps are mostly smaller than the int8 error, 88.5% and 100%, but with half of its faces re-run, slower
-        than float32 alone (1.10x against 1.18x, whole process): hence the switch below. The faces are taken in the order given, whatever the batches (the calibration faces are the
-        first ones overall), so results do not depend on the batch size; the first faces' scores are float32's.
+        than float32 alone (1.10x against 1.18x, whole process): hence the switch below. The faces are taken in the
+        order given, whatever the batches (the calibration faces are the first ones overall), so results do not depend
+        on the batch size; the first faces' scores are float32's.
 
         Where more than :attr:`float32_share` of the ``RECHECK_PROBE_FACES`` faces after the calibration ones were
         close calls (``RECHECK_FLOAT32_SHARES``: 45% on AVX2-only CPUs, 65% with VNNI, where int8 gains more), int8
@@ -407,8 +408,7 @@ class FERPredictor:
         position = start + first + torch.arange(len(close))
         probe_end = RECHECK_CALIBRATION_FACES + RECHECK_PROBE_FACES
         self._probe_close += int(close[position < probe_end].sum())
-        if not self._probed and start + len(logits) >= probe_end:
-            self._probed = True
+        if start < probe_end <= start + len(logits):  # the batch that ends the probe decides, once
             if self._probe_close > self.float32_share * RECHECK_PROBE_FACES:
                 self.float32_from = probe_end
                 self.float32_why = (
