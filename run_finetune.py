@@ -25,9 +25,13 @@ import transformers
 from transformers import TrainingArguments
 
 from modeling.cli import UsageError, end_distributed, require_dir, run_main
-from modeling.drop_path import enable_drop_path
-from modeling.fast_input import FaceBatchTransform, PixelCollator, fast_transforms, undecoded
-from modeling.finetuning import (
+from modeling.evaluation.metrics import dedup_metrics, fer_metrics, make_compute_metrics, scalar_metrics
+from modeling.inference.precision import apply_training_precision
+from modeling.labels import labels_for
+from modeling.models.drop_path import enable_drop_path
+from modeling.models.sizes import MODEL_SIZES
+from modeling.training.fast_input import FaceBatchTransform, PixelCollator, fast_transforms, undecoded
+from modeling.training.finetuning import (
     add_lora,
     collate_classification,
     load_classifier,
@@ -36,16 +40,12 @@ from modeling.finetuning import (
     trainable_share,
     write_predictions_csv,
 )
-from modeling.labels import labels_for
-from modeling.metrics import dedup_metrics, fer_metrics, make_compute_metrics, scalar_metrics
-from modeling.pixels import normalize_on_device
-from modeling.precision import apply_training_precision
-from modeling.recipes import ScriptArgumentParser, parse_overrides, parse_script_args
-from modeling.sampling import SAMPLING_SCHEMES, class_weights
-from modeling.sizes import MODEL_SIZES
-from modeling.stages import last_checkpoint, scale_learning_rate, setup_logging
-from modeling.trainer import FERTrainer
-from modeling.transforms import AUGMENTATIONS, MixupCutmix, build_eval_transform, build_train_transform
+from modeling.training.pixels import normalize_on_device
+from modeling.training.recipes import ScriptArgumentParser, parse_overrides, parse_script_args
+from modeling.training.sampling import SAMPLING_SCHEMES, class_weights
+from modeling.training.stages import last_checkpoint, scale_learning_rate, setup_logging
+from modeling.training.trainer import FERTrainer
+from modeling.training.transforms import AUGMENTATIONS, MixupCutmix, build_eval_transform, build_train_transform
 
 logger = logging.getLogger(__name__)
 
@@ -88,12 +88,13 @@ class DataTrainingArguments:
         default=False,
         metadata={
             "help": "After training, shift the selected model's logits by -tau*log(training class prior), tau chosen "
-            "on validation, folded into the classifier bias (modeling/logit_adjustment.py): balanced accuracy up."
+            "on validation, folded into the classifier bias (modeling/training/logit_adjustment.py): balanced "
+            "accuracy up."
         },
     )
     fast_input: bool = field(
         default=True,
-        metadata={"help": "Augment uint8 faces at source size, resize last (modeling/fast_input.py)."},
+        metadata={"help": "Augment uint8 faces at source size, resize last (modeling/training/fast_input.py)."},
     )
     normalize_on_device: bool | None = field(
         default=None,
@@ -359,7 +360,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 13. Model card and Hub.
     if trainer.is_world_process_zero() and training_args.do_train and not model_args.save_adapter_only:
-        from modeling.model_card import write_model_card
+        from modeling.hub.model_card import write_model_card
 
         all_results = json.loads((Path(training_args.output_dir) / "all_results.json").read_text())
         write_model_card(
@@ -384,7 +385,7 @@ def main(argv: list[str] | None = None) -> dict:
 def adjust_logits(trainer, train_targets, sample_weights, num_labels: int) -> dict:
     """``--logit_adjustment``: the shift chosen on validation, folded into the trained model's classifier (the
     saved model carries it); the validation grid goes to ``logit_adjustment.json``."""
-    from modeling.logit_adjustment import adjust, training_prior
+    from modeling.training.logit_adjustment import adjust, training_prior
 
     if trainer.eval_dataset is None:
         raise UsageError("--logit_adjustment chooses its strength on the validation split: it needs --do_eval")
@@ -425,7 +426,7 @@ def predict(trainer, test_set, apply, eval_tf, names, tta_flip, test_name, train
     trainer.log_metrics("test", {k: v for k, v in metrics.items() if not isinstance(v, dict)})
     trainer.save_metrics("test", metrics)
     if trainer.is_world_process_zero():
-        from modeling.plots import plot_confusion_matrix
+        from modeling.evaluation.plots import plot_confusion_matrix
 
         out = Path(training_args.output_dir)
         write_predictions_csv(out / "test_predictions.csv", probs, references, dict(enumerate(names)))
@@ -457,7 +458,7 @@ def _pretraining_phrase(source: str | None) -> str:
 
 def _recipe_summary(model_args, data_args, training_args, state, total_batch: int, model_config=None) -> dict:
     """The card's recipe rows; the training length is what ran (``state``: the trainer's), not what was asked."""
-    from modeling.model_card import training_length
+    from modeling.hub.model_card import training_length
 
     rows = {
         "Starting point": model_args.model_name_or_path or f"{model_args.model_size} from scratch",

@@ -24,17 +24,17 @@ import transformers
 from transformers import TrainingArguments, ViTMAEForPreTraining
 
 from modeling.cli import end_distributed, require_dir, run_main
-from modeling.mae import build_mae_for_pretraining, position_tables_are_zero
-from modeling.precision import apply_training_precision
-from modeling.pretraining import (
+from modeling.inference.precision import apply_training_precision
+from modeling.models.mae import build_mae_for_pretraining, position_tables_are_zero
+from modeling.models.sizes import MODEL_SIZES, image_processor_for, mae_config
+from modeling.training.pretraining import (
     MAETrainer,
     ReconstructionCallback,
     collate_pixels,
     stream_image_files,
 )
-from modeling.recipes import ScriptArgumentParser, parse_overrides, parse_script_args
-from modeling.sizes import MODEL_SIZES, image_processor_for, mae_config
-from modeling.stages import last_checkpoint, scale_learning_rate, setup_logging
+from modeling.training.recipes import ScriptArgumentParser, parse_overrides, parse_script_args
+from modeling.training.stages import last_checkpoint, scale_learning_rate, setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class DataTrainingArguments:
     num_reconstructions: int = field(default=6, metadata={"help": "Held-out faces in reconstructions.png."})
     fast_input: bool = field(
         default=True,
-        metadata={"help": "Crop uint8 faces at source size, normalise late (modeling/fast_input.py)."},
+        metadata={"help": "Crop uint8 faces at source size, normalise late (modeling/training/fast_input.py)."},
     )
     normalize_on_device: bool | None = field(
         default=None,
@@ -186,7 +186,7 @@ def load_model(model_args: ModelArguments, cache_dir: str | None) -> ViTMAEForPr
         logger.info("Building a %s MAE from scratch (MAE init, sin-cos tables restored)", model_args.model_size)
         return build_mae_for_pretraining(config)
     if Path(source).suffix in (".pth", ".pt", ".bin", ".safetensors") and Path(source).is_file():
-        from modeling.convert import convert_checkpoint
+        from modeling.models.import_checkpoint import convert_checkpoint
 
         converted = Path(cache_dir or ".") / f"converted-{Path(source).stem}"
         source = str(convert_checkpoint(source, converted, image_size=model_args.image_size))
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> dict:
     processor = image_processor_for(image_size)
 
     # 7. Transforms.
-    from modeling.transforms import build_eval_transform, build_mae_pretrain_transform
+    from modeling.training.transforms import build_eval_transform, build_mae_pretrain_transform
 
     train_tf = build_mae_pretrain_transform(image_size, processor.image_mean, processor.image_std)
     eval_tf = build_eval_transform(image_size, processor.image_mean, processor.image_std)
@@ -248,8 +248,8 @@ def main(argv: list[str] | None = None) -> dict:
 
         return fn
 
-    from modeling.fast_input import FaceBatchTransform, PixelCollator, undecoded
-    from modeling.pixels import normalize_on_device
+    from modeling.training.fast_input import FaceBatchTransform, PixelCollator, undecoded
+    from modeling.training.pixels import normalize_on_device
 
     # Same recipe; uint8 crops at the source size, normalised late: in the collator or on the device (not for
     # --streaming).

@@ -9,7 +9,7 @@ One training step is forward + backward + fused AdamW on a batch of random image
 the model's cost). FLOPs per step come from torch's flop counter (``torch.utils.flop_counter``: matmuls,
 convolutions and attention, forward and backward); the matmul peak is a square ``--peak_size`` matmul in the same
 dtype and thread count, timed in the same process. The dtype ``auto`` is what ``run_finetune.py`` and
-``run_mae.py`` pick on this CPU (bf16 autocast with bf16 units, else float32: ``modeling/precision.py``).
+``run_mae.py`` pick on this CPU (bf16 autocast with bf16 units, else float32: ``modeling/inference/precision.py``).
 Prints one JSON object; figures are medians of ``--repeats`` timed runs of ``--steps`` steps each.
 """
 
@@ -28,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from modeling.precision import choose_training_precision, cpu_bf16_units, cpu_model  # noqa: E402
+from modeling.inference.precision import choose_training_precision, cpu_bf16_units, cpu_model  # noqa: E402
 
 
 def matmul_peak(dtype: torch.dtype, size: int, repeats: int) -> float:
@@ -46,9 +46,9 @@ def matmul_peak(dtype: torch.dtype, size: int, repeats: int) -> float:
 
 def build(args) -> tuple[torch.nn.Module, dict]:
     from modeling.labels import FERPLUS_LABELS
-    from modeling.mae import build_mae_for_pretraining
-    from modeling.recipes import parse_overrides
-    from modeling.sizes import mae_config, vit_config
+    from modeling.models.mae import build_mae_for_pretraining
+    from modeling.models.sizes import mae_config, vit_config
+    from modeling.training.recipes import parse_overrides
 
     overrides = parse_overrides(args.config_overrides)
     torch.manual_seed(0)

@@ -101,8 +101,8 @@ def build(task: str, args, device: torch.device):
     from transformers import ViTForImageClassification
 
     from modeling.labels import FERPLUS_LABELS
-    from modeling.mae import build_mae_for_pretraining
-    from modeling.sizes import mae_config, vit_config
+    from modeling.models.mae import build_mae_for_pretraining
+    from modeling.models.sizes import mae_config, vit_config
 
     size, overrides = ("tiny", dict(TINY)) if args.tiny else (args.size, {})
     if task == "mae":
@@ -243,8 +243,8 @@ def input_handoff(args, device: torch.device, batch: int = 256, repeats: int = 2
     (normalised in the loader) against uint8 (``PixelCollator(on_device=True)``; RGB and grayscale), and the
     trainer's normalisation with erasing boxes for half of the faces (``PixelNormalizer`` on the device); median
     ms per batch of ``batch`` faces."""
-    from modeling.pixels import PixelNormalizer
-    from modeling.sizes import IMAGENET_MEAN, IMAGENET_STD
+    from modeling.models.sizes import IMAGENET_MEAN, IMAGENET_STD
+    from modeling.training.pixels import PixelNormalizer
 
     size, pin = args.image_size, device.type == "cuda"
 

@@ -9,20 +9,22 @@ Paths (``--paths``): ``fp32`` (eager float32), ``bf16`` (autocast; run only on C
 is emulated ~250x slower elsewhere, NOTES #23), ``int8`` (torch dynamic quantization of the linear layers,
 ``fer-predict --precision int8``, with its float32 re-runs of close calls; ``--also_no_recheck`` adds int8 without
 them), ``onnx`` and ``onnx_int8`` (ONNX Runtime on the export of
-``modeling.export``, float32 and with ``--int8``). Every path classifies the same real FER+ faces (48x48 gray,
-``<split>_images.npz`` of ``--data_dir``) with the same saved model and batch size; ``pipeline()`` is float32.
+``modeling.inference.export``, float32 and with ``--int8``). Every path classifies the same real FER+ faces (48x48
+gray, ``<split>_images.npz`` of ``--data_dir``) with the same saved model and batch size; ``pipeline()`` is float32.
 
 Two kinds of figure, medians of several runs interleaved run by run:
 
 - in process: one ``FERPredictor`` per path and one ``pipeline()`` over the faces in memory (after a warm-up run),
   and the batch-1 latency (one face per call);
-- whole process: ``fer-predict --no_detect`` (``python -m modeling.predict``) over a folder of the faces as PNG
-  files, against a child process running a ``pipeline()`` over the same files, start-up and model loading included.
+- whole process: ``fer-predict --no_detect`` (``python -m modeling.inference.fer_predict``) over a folder of the
+  faces as PNG files, against a child process running a ``pipeline()`` over the same files, start-up and model
+  loading included.
 
 Label agreement with float32 on the same faces, the max abs logit difference and the float32 top-2 margins are
 reported per path. An untrained preset model has no learned decision boundaries (its logits are often near-uniform),
 so its agreement is a weak check: the max logit difference, and the agreement on a trained model (``--model``), are
-the real ones. The FER+ accuracy of each arithmetic: ``python -m modeling.evaluate MODEL ... --precision int8``.
+the real ones. The FER+ accuracy of each arithmetic:
+``python -m modeling.inference.evaluate MODEL ... --precision int8``.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def build_random_model(out_dir: Path, size: str, image_size: int, patch_size: in
     from transformers import ViTForImageClassification
 
     from modeling.labels import FERPLUS_LABELS
-    from modeling.sizes import image_processor_for, vit_config
+    from modeling.models.sizes import image_processor_for, vit_config
 
     overrides = (
         {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64} if tiny else {}
@@ -84,7 +86,7 @@ def fit_head(model_dir: Path, data_dir: Path, faces: int, batch_size: int) -> di
     import csv
 
     from modeling.data.ferplus_votes import majority
-    from modeling.inference import FERPredictor
+    from modeling.inference.predictor import FERPredictor
 
     votes = {}
     with open(data_dir / "fer2013new.csv", newline="") as f:
@@ -136,7 +138,7 @@ def summary(runs: list[float], n: int) -> dict:
 
 def skip_reason(path: str, device: str) -> str | None:
     """Why ``path`` does not run here, or None."""
-    from modeling.precision import int8_engine, native_bf16_units
+    from modeling.inference.precision import int8_engine, native_bf16_units
 
     on_cpu = torch.device(device).type == "cpu"
     if path == "bf16" and on_cpu and not native_bf16_units():
@@ -181,7 +183,7 @@ def in_process(model_dir: Path, onnx_files: dict, paths: list[str], crops, args)
     from PIL import Image
     from transformers import pipeline
 
-    from modeling.inference import FERPredictor
+    from modeling.inference.predictor import FERPredictor
 
     predictors = {}
     for path in paths:
@@ -272,7 +274,7 @@ def pipeline_child(argv: list[str]) -> int:
 
 
 def whole_process(model_dir: Path, onnx_files: dict, paths: list[str], folder: Path, work: Path, args) -> dict:
-    from modeling.predict import RERUNS_LINE
+    from modeling.inference.fer_predict import RERUNS_LINE
 
     threads = ["--threads", str(args.threads)] if args.threads else []
     commands = {}
@@ -286,9 +288,9 @@ def whole_process(model_dir: Path, onnx_files: dict, paths: list[str], folder: P
         how += ["--no_recheck"] if name == NO_RECHECK else []
         out = work / f"{name}.jsonl"
         commands[name] = (
-            [sys.executable, "-m", "modeling.predict", str(folder), "--no_detect", "--model", str(model_dir),
-             "--batch_size", str(args.batch_size), "--device", args.device, "--no_progress", "--output", str(out),
-             "--runtime", runtime, *how, *threads],
+            [sys.executable, "-m", "modeling.inference.fer_predict", str(folder), "--no_detect",
+             "--model", str(model_dir), "--batch_size", str(args.batch_size), "--device", args.device, "--no_progress",
+             "--output", str(out), "--runtime", runtime, *how, *threads],
             out,
         )  # fmt: skip
     out = work / "pipeline.json"
@@ -335,9 +337,9 @@ def whole_process(model_dir: Path, onnx_files: dict, paths: list[str], folder: P
 def bench_model(name: str, model_dir: Path, trained: bool, crops, args, work: Path) -> dict:
     from PIL import Image
 
-    from modeling.export import export_onnx, quantize_onnx_int8
-    from modeling.inference import FERPredictor
-    from modeling.precision import choose_inference_precision, int8_engine, native_bf16_units
+    from modeling.inference.export import export_onnx, quantize_onnx_int8
+    from modeling.inference.precision import choose_inference_precision, int8_engine, native_bf16_units
+    from modeling.inference.predictor import FERPredictor
 
     on_cpu = torch.device(args.device).type == "cpu"
     probe = FERPredictor(model_dir, device="cpu", precision="fp32")
@@ -377,7 +379,7 @@ def bench_model(name: str, model_dir: Path, trained: bool, crops, args, work: Pa
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from modeling.inference import RUNTIMES
+    from modeling.inference.predictor import RUNTIMES
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -448,7 +450,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from modeling.precision import cpu_bf16_units, cpu_int8_units, cpu_model, native_bf16_units
+    from modeling.inference.precision import cpu_bf16_units, cpu_int8_units, cpu_model, native_bf16_units
 
     with np.load(Path(args.data_dir) / f"{args.split}_images.npz") as z:
         crops = list(z["images"][: args.num_images].copy())

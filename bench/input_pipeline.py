@@ -9,10 +9,10 @@ shuffled, faces 48 px -> ``--image_size``), as the Trainer builds it:
 - ``example``: what the transformers example scripts do (run_image_classification.py / run_mae.py): a per-sample
   PIL ``set_transform`` with a torchvision ``Compose`` (RandomResizedCrop, flip, ToTensor, Normalize) and a
   stacking collator;
-- ``reference``: this project's :mod:`modeling.transforms` pipelines (``regular`` augmentation; MAE pretraining
-  transform) applied per sample, as run_finetune.py / run_mae.py did before the fast path;
-- ``fast``: :mod:`modeling.fast_input` (image bytes decoded by OpenCV, grayscale kept one channel, uint8 at the
-  source resolution, batched, resized last, normalised in the collator): what the scripts use on CPU;
+- ``reference``: this project's :mod:`modeling.training.transforms` pipelines (``regular`` augmentation; MAE
+  pretraining transform) applied per sample, as run_finetune.py / run_mae.py did before the fast path;
+- ``fast``: :mod:`modeling.training.fast_input` (image bytes decoded by OpenCV, grayscale kept one channel, uint8 at
+  the source resolution, batched, resized last, normalised in the collator): what the scripts use on CPU;
 - ``fast_uint8``: the same faces handed over as uint8 (``PixelCollator(on_device=True)``), normalised and erased
   by the trainer on the training device: what the scripts use on an accelerator. Its normalisation, timed on
   this CPU, is reported beside it (``cpu_normalize_ms_per_batch``), with the rate the loader and a CPU
@@ -68,9 +68,9 @@ def example_collate(examples):
 
 
 def reference_transforms(image_size: int, mean, std, task: str):
-    from modeling.finetuning import collate_classification
-    from modeling.pretraining import collate_pixels
-    from modeling.transforms import build_mae_pretrain_transform, build_train_transform
+    from modeling.training.finetuning import collate_classification
+    from modeling.training.pretraining import collate_pixels
+    from modeling.training.transforms import build_mae_pretrain_transform, build_train_transform
 
     if task == "finetune":
         tf = build_train_transform("regular", image_size, mean, std)
@@ -87,7 +87,7 @@ def reference_transforms(image_size: int, mean, std, task: str):
 
 
 def fast_transforms(image_size: int, mean, std, task: str, on_device: bool = False):
-    from modeling.fast_input import FaceBatchTransform, PixelCollator, undecoded
+    from modeling.training.fast_input import FaceBatchTransform, PixelCollator, undecoded
 
     if task == "finetune":
         tf = FaceBatchTransform(image_size, "regular", label_column="label")
@@ -97,7 +97,7 @@ def fast_transforms(image_size: int, mean, std, task: str, on_device: bool = Fal
 
 
 def pipelines(image_size: int, task: str):
-    from modeling.sizes import IMAGENET_MEAN, IMAGENET_STD
+    from modeling.models.sizes import IMAGENET_MEAN, IMAGENET_STD
 
     mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
     return {
@@ -195,8 +195,8 @@ def measure(dataset, args) -> dict:
 def cpu_normalize_ms(batch_size: int, image_size: int, task: str, repeats: int) -> float:
     """Median ms of the trainer-side normalisation of one uint8 grayscale batch on this CPU (boxes for half of the
     faces in fine-tuning, as ``regular``'s erasing p), into a fresh tensor as a training step would."""
-    from modeling.pixels import PixelNormalizer
-    from modeling.sizes import IMAGENET_MEAN, IMAGENET_STD
+    from modeling.models.sizes import IMAGENET_MEAN, IMAGENET_STD
+    from modeling.training.pixels import PixelNormalizer
 
     normalizer = PixelNormalizer(IMAGENET_MEAN, IMAGENET_STD)
     g = torch.Generator().manual_seed(0)

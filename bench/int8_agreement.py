@@ -6,9 +6,9 @@ Variants: the predictor's int8 (``FERPredictor(precision="int8")``: torch's dyna
 in float32, in batches of 64), torch's dynamic int8 alone (``recheck=False``: activations quantized to 7 bits, as
 torch does on x86), the same with 8-bit activations (to show why 7: on CPUs without VNNI fbgemm's AVX2 kernels add
 pairs of u8 x s8 products in 16 bits, which full-range values saturate), and ONNX Runtime's int8 export with 7-bit
-weights (``modeling.export --int8``) and with 8-bit ones. The others run one face per call, as the predictor does.
-Prints one JSON object: the machine's int8 flags, and per variant the label agreement with float32, the max and median
-abs logit difference (``bench/inference.py``'s comparison), and faces/s on one thread.
+weights (``modeling.inference.export --int8``) and with 8-bit ones. The others run one face per call, as the predictor
+does. Prints one JSON object: the machine's int8 flags, and per variant the label agreement with float32, the max and
+median abs logit difference (``bench/inference.py``'s comparison), and faces/s on one thread.
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ def main(argv=None) -> int:
     p.add_argument("--output", default=None)
     args = p.parse_args(argv)
 
-    from modeling.export import export_onnx, quantize_onnx_int8
-    from modeling.inference import FERPredictor
-    from modeling.precision import cpu_int8_units, cpu_model
+    from modeling.inference.export import export_onnx, quantize_onnx_int8
+    from modeling.inference.precision import cpu_int8_units, cpu_model
+    from modeling.inference.predictor import FERPredictor
 
     torch.set_num_threads(1)
     with np.load(Path(args.data_dir) / f"{args.split}_images.npz") as z:
@@ -87,7 +87,10 @@ def main(argv=None) -> int:
     else:
         with tempfile.TemporaryDirectory() as tmp:
             exported = export_onnx(args.model, Path(tmp) / "model.onnx")
-            for bits, reduce_range in (("7-bit weights (modeling.export --int8)", True), ("8-bit weights", False)):
+            for bits, reduce_range in (
+                ("7-bit weights (modeling.inference.export --int8)", True),
+                ("8-bit weights", False),
+            ):
                 path = quantize_onnx_int8(exported, Path(tmp) / f"int8_{reduce_range}.onnx", reduce_range=reduce_range)
                 ort = FERPredictor(args.model, onnx=path)
                 out, seconds = timed_logits(ort._logits, pixels)

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         photos = write_photos(Path(tmp))
-        cmd = [sys.executable, "-m", "modeling.predict", *map(str, photos), "--annotate", str(out),
+        cmd = [sys.executable, "-m", "modeling.inference.fer_predict", *map(str, photos), "--annotate", str(out),
                "--output", str(out / "faces.jsonl")]  # fmt: skip
         if args.model:
             cmd += ["--model", args.model]

@@ -52,8 +52,8 @@ class StepTimer(TrainerCallback):
 
 
 def step_times(kind: str, config: ViTConfig, state: dict, args: argparse.Namespace, out_dir: str) -> list[float]:
-    from modeling.sampling import class_weights
-    from modeling.trainer import FERTrainer
+    from modeling.training.sampling import class_weights
+    from modeling.training.trainer import FERTrainer
 
     model = ViTForImageClassification(config)
     model.load_state_dict(state)

@@ -5,11 +5,12 @@
     python demo/app.py --model outputs/ferplus_tiny --port 7861
     python demo/app.py --model user/vit-fer               # a Hub id
 
-A Gradio page over :class:`modeling.inference.FERPredictor` and :class:`modeling.faces.HaarFaceDetector`, with
-``fer-predict``'s face crops and drawing (:mod:`modeling.predict`), on the CPU. The photo comes from an upload, the
-clipboard or the webcam (where the browser allows it); a switch treats the whole image as one face crop (as
-``fer-predict --no_detect``), and the model box takes a local folder or a Hub id. An unreadable file, an image without
-a face or a model that does not load gives a message on the page, never a traceback.
+A Gradio page over :class:`modeling.inference.predictor.FERPredictor` and
+:class:`modeling.inference.faces.HaarFaceDetector`, with ``fer-predict``'s face crops and drawing
+(:mod:`modeling.inference.fer_predict`), on the CPU. The photo comes from an upload, the clipboard or the webcam (where
+the browser allows it); a switch treats the whole image as one face crop (as ``fer-predict --no_detect``), and the
+model box takes a local folder or a Hub id. An unreadable file, an image without a face or a model that does not load
+gives a message on the page, never a traceback.
 
 The work is :func:`analyze` (an RGB array in, the annotated array and per-face scores out), testable without a
 browser; :class:`DemoApp` reads the upload, loads the model and lays out the page. This file is the ``app_file`` of
@@ -33,10 +34,10 @@ from typing import Any
 import numpy as np
 
 from modeling.cli import run_main
-from modeling.faces import Box, FaceDetector, HaarFaceDetector, crop_face, to_rgb
-from modeling.inference import FERPredictor, NotAnImageClassifierError
-from modeling.predict import annotate, read_image
-from modeling.recipes import ScriptArgumentParser, parse_script_args
+from modeling.inference.faces import Box, FaceDetector, HaarFaceDetector, crop_face, to_rgb
+from modeling.inference.fer_predict import annotate, read_image
+from modeling.inference.predictor import FERPredictor, NotAnImageClassifierError
+from modeling.training.recipes import ScriptArgumentParser, parse_script_args
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def analyze(
     """Finds the faces in ``image`` (``[H, W]`` or ``[H, W, 3]`` uint8) and classifies each one.
 
     ``detector=None`` takes the whole image as one face crop (``fer-predict --no_detect``); otherwise each box is
-    cropped with ``margin`` of context (:func:`modeling.faces.crop_face`), as ``fer-predict`` does.
+    cropped with ``margin`` of context (:func:`modeling.inference.faces.crop_face`), as ``fer-predict`` does.
     """
     image = to_rgb(image)
     height, width = image.shape[:2]
@@ -320,7 +321,7 @@ def resolve_model(model: str | None) -> tuple[str | None, str | None]:
 
 
 def main(argv: Sequence[str] | None = None):
-    # 1. Arguments: flags, or a JSON file of them as the sole argument (modeling/recipes.py).
+    # 1. Arguments: flags, or a JSON file of them as the sole argument (modeling/training/recipes.py).
     parser = ScriptArgumentParser(DemoArguments)
     (args,) = parse_script_args(parser, sys.argv[1:] if argv is None else argv)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from transformers import TrainingArguments, ViTConfig, ViTForImageClassification
 
-from modeling.sampling import class_weights
-from modeling.trainer import FERTrainer
+from modeling.training.sampling import class_weights
+from modeling.training.trainer import FERTrainer
 
 NUM_SAMPLES = 48  # 6 batches of 4 per rank and epoch with 2 ranks
 BATCH_SIZE = 4

@@ -67,7 +67,7 @@ def test_bench_script_runs_in_tiny_mode_and_prints_one_json_object_with_its_figu
         assert set(out["input_handoff"]["copy_ms"]) == {"float32_rgb", "uint8_rgb", "uint8_gray"}
         assert out["input_handoff"]["normalize_ms"] > 0
     if script == "cpu_training.py":
-        from modeling.precision import choose_training_precision
+        from modeling.inference.precision import choose_training_precision
 
         bf16, why = choose_training_precision("cpu", "auto", False, out["bf16_units"])
         assert out["scripts_choose"] == why
@@ -91,8 +91,8 @@ def test_gpu_bench_flop_formulas_equal_torch_flop_counter_with_eager_attention()
     from transformers import ViTForImageClassification
 
     from modeling.labels import FERPLUS_LABELS
-    from modeling.mae import build_mae_for_pretraining
-    from modeling.sizes import mae_config, vit_config
+    from modeling.models.mae import build_mae_for_pretraining
+    from modeling.models.sizes import mae_config, vit_config
 
     decoder = {"decoder_hidden_size": 16, "decoder_num_hidden_layers": 1, "decoder_intermediate_size": 48}
     mae = mae_config("tiny", image_size=32, patch_size=8, **TINY, **decoder, decoder_num_attention_heads=2)

@@ -29,7 +29,7 @@ def test_the_int8_agreement_benchmark_compares_every_variant_with_float32_on_rea
     rechecked = "torch int8, close calls re-run in float32 (the predictor's default)"
     assert sorted(variants) == sorted([
         rechecked, "torch int8, 7-bit activations (recheck=False, --no_recheck)", "torch int8, 8-bit activations",
-        "ONNX Runtime int8, 7-bit weights (modeling.export --int8)", "ONNX Runtime int8, 8-bit weights",
+        "ONNX Runtime int8, 7-bit weights (modeling.inference.export --int8)", "ONNX Runtime int8, 8-bit weights",
     ])  # fmt: skip
     for result in variants.values():
         assert 0 <= result["label_agreement"] <= 1 and result["faces_per_s_one_thread"] > 0
@@ -42,6 +42,6 @@ def test_the_int8_agreement_benchmark_compares_every_variant_with_float32_on_rea
     # the 7-bit variants the package uses keep the labels (the 8-bit ones saturate on CPUs with AVX2 only)
     for name in (
         "torch int8, 7-bit activations (recheck=False, --no_recheck)",
-        "ONNX Runtime int8, 7-bit weights (modeling.export --int8)",
+        "ONNX Runtime int8, 7-bit weights (modeling.inference.export --int8)",
     ):
         assert variants[name]["label_agreement"] >= 0.9

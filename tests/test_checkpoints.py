@@ -14,13 +14,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import ViTForImageClassification, ViTMAEForPreTraining
 
-from modeling.checkpoints import (
+from modeling.training.checkpoints import (
     CheckpointMismatchError,
     load_checkpoint_weights,
     model_state_dict_from_checkpoint,
     read_state_dict,
 )
-from modeling.trainer import FERTrainer
+from modeling.training.trainer import FERTrainer
 from tests.test_run_finetune import finetune_args, run_finetune_main
 from tests.test_run_mae import mae_args, run_mae_main
 from tests.test_trainer import RandomImages, make_args, tiny_vit
@@ -83,7 +83,7 @@ def test_a_checkpoint_with_a_foreign_tensor_or_shape_is_refused(tmp_path):
 
 
 def test_mae_checkpoints_load_encoder_and_decoder_exactly(tmp_path):
-    from modeling.mae import build_mae_for_pretraining
+    from modeling.models.mae import build_mae_for_pretraining
     from tests.tiny import tiny_mae_config
 
     model = perturbed(build_mae_for_pretraining(tiny_mae_config()), 2)
@@ -95,7 +95,7 @@ def test_mae_checkpoints_load_encoder_and_decoder_exactly(tmp_path):
 
 
 def test_a_lora_checkpoint_restores_its_adapter_and_head_exactly_and_refuses_a_partial_one(tmp_path):
-    from modeling.finetuning import add_lora
+    from modeling.training.finetuning import add_lora
 
     torch.manual_seed(0)
     trained = perturbed(add_lora(tiny_vit(), 4, 8, 0.0), 3)

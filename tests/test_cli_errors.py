@@ -51,10 +51,21 @@ def test_help_after_a_recipe_prints_the_usage_too(capsys):
     assert "percentage of train held out" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("module", ["data.__main__", "convert", "evaluate", "export", "probe", "push", "predict"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "data.__main__",
+        "models.import_checkpoint",
+        "inference.evaluate",
+        "inference.export",
+        "training.probe",
+        "hub.push",
+        "inference.fer_predict",
+    ],
+)
 def test_help_of_every_modeling_cli_formats(module, capsys):
     mod = importlib.import_module(f"modeling.{module}")
-    entry = mod.parse_args if module in ("evaluate", "predict") else mod.main
+    entry = mod.parse_args if module in ("inference.evaluate", "inference.fer_predict") else mod.main
     with pytest.raises(SystemExit) as exit_info:
         entry(["--help"])
     assert exit_info.value.code == 0
@@ -143,10 +154,10 @@ def test_user_errors_turns_the_named_library_errors_into_user_errors_and_lets_th
 @pytest.mark.parametrize(
     "module, prog, args",
     [
-        ("evaluate", "python -m modeling.evaluate", ["{missing}", "--dataset_name", "ferplus"]),
-        ("export", "python -m modeling.export", ["{missing}", "{tmp}/model.onnx"]),
-        ("push", "python -m modeling.push", ["{missing}", "someone/fer"]),
-        ("predict", "fer-predict", ["{tmp}/face.png", "--no_detect", "--model", "{missing}"]),
+        ("inference.evaluate", "python -m modeling.inference.evaluate", ["{missing}", "--dataset_name", "ferplus"]),
+        ("inference.export", "python -m modeling.inference.export", ["{missing}", "{tmp}/model.onnx"]),
+        ("hub.push", "python -m modeling.hub.push", ["{missing}", "someone/fer"]),
+        ("inference.fer_predict", "fer-predict", ["{tmp}/face.png", "--no_detect", "--model", "{missing}"]),
         ("data.ferplus_layout", "python -m modeling.data.ferplus_layout", ["{missing}", "{tmp}/official"]),
     ],
     ids=["evaluate", "export", "push", "predict", "ferplus_layout"],

@@ -1,4 +1,5 @@
-"""The model shipped inside the package (modeling/shipped.py), with a tiny stand-in: never in the real checkout."""
+"""The model shipped inside the package (modeling/inference/shipped.py), with a tiny stand-in: never in the real
+checkout."""
 
 import importlib.metadata
 import importlib.util
@@ -17,7 +18,7 @@ from packaging.version import Version
 from PIL import Image
 
 import modeling
-from modeling import shipped
+from modeling.inference import shipped
 from tests.tiny_classifier import save_tiny_classifier
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,15 +12,15 @@ from PIL import Image
 
 import modeling
 from modeling.cli import UsageError
-from modeling.faces import HaarFaceDetector, crop_face, iou
-from modeling.inference import FERPredictor
-from modeling.recipes import ScriptArgumentParser, parse_script_args
+from modeling.inference.faces import HaarFaceDetector, crop_face, iou
+from modeling.inference.predictor import FERPredictor
+from modeling.training.recipes import ScriptArgumentParser, parse_script_args
 from tests.tiny_classifier import save_tiny_classifier
 
 FACE = 112  # upscaled FER+ face size on the canvas: the cascade's 30 px minimum and photos want larger faces
 POS = (150, 90)  # where the face is pasted: x, y
 ROOT = Path(__file__).resolve().parents[1]
-GREEN = (0, 255, 0)  # fer-predict's box colour (modeling.predict.annotate), in RGB and BGR alike
+GREEN = (0, 255, 0)  # fer-predict's box colour (modeling.inference.fer_predict.annotate), in RGB and BGR alike
 
 
 def face_photo(faces: np.ndarray) -> np.ndarray:

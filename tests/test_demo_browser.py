@@ -19,8 +19,8 @@ import pytest
 from PIL import Image
 
 import modeling
-from modeling.faces import HaarFaceDetector
-from modeling.inference import FERPredictor
+from modeling.inference.faces import HaarFaceDetector
+from modeling.inference.predictor import FERPredictor
 from tests.test_demo import GREEN, ROOT, face_photo, load_demo_app
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import ViTConfig, ViTForImageClassification
 
-from modeling.drop_path import disable_drop_path, drop_path_rates, enable_drop_path
+from modeling.models.drop_path import disable_drop_path, drop_path_rates, enable_drop_path
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64, "image_size": 32, "patch_size": 8}  # fmt: skip
 

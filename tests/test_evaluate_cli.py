@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from modeling.cli import run_main
-from modeling.evaluate import class_mapping, evaluate_split, hardest_mistakes, main, to_array
-from modeling.inference import FERPredictor
+from modeling.evaluation.metrics import dedup_metrics
+from modeling.inference.evaluate import class_mapping, evaluate_split, hardest_mistakes, main, to_array
+from modeling.inference.predictor import FERPredictor
 from modeling.labels import FERPLUS_LABELS, RAFDB_LABELS
-from modeling.metrics import dedup_metrics
 from tests.tiny import tiny_mae_config
 from tests.tiny_classifier import save_tiny_classifier
 
@@ -122,6 +122,10 @@ def test_evaluate_refuses_an_mae_checkpoint_with_a_clear_message(tmp_path, capsy
 
     ViTMAEForPreTraining(tiny_mae_config()).save_pretrained(tmp_path)
     argv = [str(tmp_path), "--dataset_name", "ferplus", "--output_dir", str(tmp_path / "o")]
-    assert run_main(lambda: main(argv), "python -m modeling.evaluate") == 2
-    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("python -m modeling.evaluate")]
-    assert line.startswith("python -m modeling.evaluate: error: ") and "not an image classifier" in line
+    assert run_main(lambda: main(argv), "python -m modeling.inference.evaluate") == 2
+    (line,) = [
+        line
+        for line in capsys.readouterr().err.splitlines()
+        if line.startswith("python -m modeling.inference.evaluate")
+    ]
+    assert line.startswith("python -m modeling.inference.evaluate: error: ") and "not an image classifier" in line

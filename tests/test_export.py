@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from modeling.export import check_onnx, export_onnx, main, quantize_onnx_int8
-from modeling.inference import FERPredictor
+from modeling.inference.export import check_onnx, export_onnx, main, quantize_onnx_int8
+from modeling.inference.predictor import FERPredictor
 from tests.tiny_classifier import save_tiny_classifier
 
 onnxruntime = pytest.importorskip("onnxruntime")

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from modeling.faces import FaceDetector, HaarFaceDetector, crop_face, expand_box, iou
+from modeling.inference.faces import FaceDetector, HaarFaceDetector, crop_face, expand_box, iou
 
 UPSCALED = 112  # FER+ faces are 48 px; the cascade's 30 px minimum and photos want larger faces
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from modeling.fast_input import (
+from modeling.training.fast_input import (
     NO_BOX,
     FaceBatchTransform,
     PixelCollator,
@@ -19,7 +19,7 @@ from modeling.fast_input import (
     fast_transforms,
     random_crop_box,
 )
-from modeling.transforms import build_eval_transform, build_mae_pretrain_transform, build_train_transform
+from modeling.training.transforms import build_eval_transform, build_mae_pretrain_transform, build_train_transform
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 UNIT = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # normalised output = pixel / 255, easy to compare
@@ -215,8 +215,8 @@ def test_the_normalizer_refuses_float_input_and_misshaped_boxes():
 def test_trainers_normalise_uint8_batches_on_the_device_and_refuse_them_without_a_normalizer(trainer_name, tmp_path):
     from transformers import Trainer, TrainingArguments, ViTConfig, ViTForImageClassification
 
-    from modeling.pretraining import MAETrainer
-    from modeling.trainer import FERTrainer
+    from modeling.training.pretraining import MAETrainer
+    from modeling.training.trainer import FERTrainer
 
     torch.manual_seed(0)
     examples = _examples(FaceBatchTransform(32, "regular", erasing_p=1.0), [png_bytes(gray(48, s)) for s in range(4)])

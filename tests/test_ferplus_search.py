@@ -11,11 +11,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_search_runs_an_mae_trial_then_a_fine_tuning_trial_from_it_and_never_scores_the_test_split(
     ferplus_mini_dir, tmp_path, monkeypatch
 ):
-    sys.path.insert(0, str(ROOT / "bench"))
+    sys.path.insert(0, str(ROOT / "experiments"))
     try:
         import ferplus_search
     finally:
-        sys.path.remove(str(ROOT / "bench"))
+        sys.path.remove(str(ROOT / "experiments"))
     trials = {
         "mae_tiny": {"recipe": ferplus_search.MAE, "about": "MAE", "flags": ["--patch_size", "8"]},
         "ft_tiny": {"recipe": ferplus_search.FINETUNE, "about": "from the MAE", "flags": [], "init": "mae_tiny"},
@@ -49,15 +49,15 @@ def test_search_runs_an_mae_trial_then_a_fine_tuning_trial_from_it_and_never_sco
 
 
 def test_every_search_trial_parses_with_its_script():
-    sys.path.insert(0, str(ROOT / "bench"))
+    sys.path.insert(0, str(ROOT / "experiments"))
     sys.path.insert(0, str(ROOT / "tests"))
     try:
         import ferplus_search
         from test_recipes import parser_for
 
-        from modeling.recipes import parse_script_args
+        from modeling.training.recipes import parse_script_args
     finally:
-        sys.path.remove(str(ROOT / "bench"))
+        sys.path.remove(str(ROOT / "experiments"))
         sys.path.remove(str(ROOT / "tests"))
     for name, trial in ferplus_search.TRIALS.items():
         path = ROOT / trial["recipe"]

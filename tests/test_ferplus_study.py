@@ -9,11 +9,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_study_driver_runs_pretraining_then_arms_and_writes_the_table(ferplus_mini_dir, tmp_path):
-    sys.path.insert(0, str(ROOT / "bench"))
+    sys.path.insert(0, str(ROOT / "experiments"))
     try:
         import ferplus_study
     finally:
-        sys.path.remove(str(ROOT / "bench"))
+        sys.path.remove(str(ROOT / "experiments"))
     report = ferplus_study.main(["--tiny", "--work_dir", str(tmp_path), "--seeds", "0", "--arms", "A_scratch,B_mae"])
     saved = json.loads((tmp_path / "ferplus_study.json").read_text())
     assert saved == json.loads(json.dumps(report))
@@ -36,15 +36,15 @@ def test_study_driver_runs_pretraining_then_arms_and_writes_the_table(ferplus_mi
 def test_gpu_variant_flags_parse_with_every_study_recipe():
     """``--gpu`` appends flags to the study's recipes; each combination must parse with its script (bf16 is
     switched back off here only because TrainingArguments refuses it without a GPU)."""
-    sys.path.insert(0, str(ROOT / "bench"))
+    sys.path.insert(0, str(ROOT / "experiments"))
     sys.path.insert(0, str(ROOT / "tests"))
     try:
         import ferplus_study
         from test_recipes import parser_for
 
-        from modeling.recipes import parse_script_args
+        from modeling.training.recipes import parse_script_args
     finally:
-        sys.path.remove(str(ROOT / "bench"))
+        sys.path.remove(str(ROOT / "experiments"))
         sys.path.remove(str(ROOT / "tests"))
     recipes = sorted((ROOT / "configs").glob("study_ferplus_*.json"))
     assert len(recipes) == 6

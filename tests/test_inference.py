@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modeling import precision
-from modeling.inference import FERPredictor, NotAnImageClassifierError
+from modeling.inference import precision
+from modeling.inference.precision import INT8_MIN_HIDDEN, INT8_MIN_TOKENS, choose_inference_precision
+from modeling.inference.predictor import FERPredictor, NotAnImageClassifierError
 from modeling.labels import FERPLUS_LABELS
-from modeling.precision import INT8_MIN_HIDDEN, INT8_MIN_TOKENS, choose_inference_precision
-from modeling.sizes import image_processor_for
+from modeling.models.sizes import image_processor_for
 from tests.tiny import tiny_mae_config, tiny_vit_config
 from tests.tiny_classifier import save_tiny_classifier
 
@@ -51,7 +51,7 @@ def test_batched_preprocessing_equals_the_models_image_processor(tiny_dir, ferpl
 
 
 def test_bf16_predictor_keeps_the_float32_labels_or_falls_back_where_the_cpu_lacks_bf16(tiny_dir, ferplus_faces):
-    from modeling.inference import cpu_has_bf16
+    from modeling.inference.predictor import cpu_has_bf16
 
     faces = list(ferplus_faces[0][:128])
     fp32 = FERPredictor(tiny_dir, device="cpu", precision="fp32").predict(faces)
@@ -101,7 +101,7 @@ def test_a_directory_without_config_is_refused(tmp_path):
 
 def colour_crop_and_its_gray(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A strongly coloured ``[40, 40, 3]`` crop (red left half, blue right half, noise) and its BT.601 gray, as RGB."""
-    from modeling.faces import to_gray
+    from modeling.inference.faces import to_gray
 
     rng = np.random.default_rng(seed)
     crop = rng.integers(0, 60, (40, 40, 3), dtype=np.uint8)
@@ -127,7 +127,7 @@ def gray_and_plain_dirs(tmp_path_factory) -> tuple[Path, Path]:
 def test_a_model_trained_on_gray_faces_gets_a_colour_crop_as_its_gray_version_and_says_so(gray_and_plain_dirs, caplog):
     gray_dir, _ = gray_and_plain_dirs
     assert json.loads((gray_dir / "config.json").read_text())["grayscale_input"] is True
-    with caplog.at_level("INFO", logger="modeling.inference"):
+    with caplog.at_level("INFO", logger="modeling.inference.predictor"):
         predictor = FERPredictor(gray_dir, device="cpu", precision="fp32")
     assert predictor.grayscale_input and "grayscale input" in caplog.text
     colour, gray = colour_crop_and_its_gray()
@@ -139,7 +139,7 @@ def test_a_model_trained_on_gray_faces_gets_a_colour_crop_as_its_gray_version_an
 
 def test_a_model_without_the_flag_keeps_the_colours_and_both_agree_on_gray_crops(gray_and_plain_dirs, caplog):
     gray_dir, plain_dir = gray_and_plain_dirs
-    with caplog.at_level("INFO", logger="modeling.inference"):
+    with caplog.at_level("INFO", logger="modeling.inference.predictor"):
         plain = FERPredictor(plain_dir, device="cpu", precision="fp32")
     assert not plain.grayscale_input and "crops as given" in caplog.text
     colour, gray = colour_crop_and_its_gray()
@@ -307,7 +307,7 @@ def test_int8_keeps_the_float32_labels_of_a_trained_stand_in_on_held_out_real_fe
 
 
 def test_int8_reruns_its_close_calls_in_float32_and_keeps_every_float32_label(trained_dir, ferplus_faces):
-    from modeling.inference import RECHECK_CALIBRATION_FACES as K
+    from modeling.inference.predictor import RECHECK_CALIBRATION_FACES as K
 
     faces = list(ferplus_faces[0][384:512])  # held out
     fp32 = FERPredictor(trained_dir, device="cpu", precision="fp32")
@@ -338,10 +338,10 @@ def test_int8_reruns_its_close_calls_in_float32_and_keeps_every_float32_label(tr
 def test_int8_gives_way_to_float32_alone_where_most_faces_are_close_calls(
     trained_dir, ferplus_faces, monkeypatch, switch
 ):
-    from modeling import inference
-    from modeling.predict import recheck_summary
+    from modeling.inference import predictor as predictor_module
+    from modeling.inference.fer_predict import recheck_summary
 
-    K, probe = inference.RECHECK_CALIBRATION_FACES, inference.RECHECK_PROBE_FACES
+    K, probe = predictor_module.RECHECK_CALIBRATION_FACES, predictor_module.RECHECK_PROBE_FACES
     faces = list(ferplus_faces[0][384:512])  # held out
     fp32 = FERPredictor(trained_dir, device="cpu", precision="fp32")
     pixels = fp32.preprocess(faces)
@@ -388,7 +388,7 @@ def test_int8_gives_way_to_float32_alone_where_most_faces_are_close_calls(
     ids=["avx2_only", "vnni", "vnni_capped_to_avx2"],
 )
 def test_int8_gives_way_to_float32_at_a_share_that_depends_on_vnni(tmp_path, monkeypatch, flags, cap, expected):
-    from modeling import inference
+    from modeling.inference import predictor as predictor_module
 
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nflags\t\t: fpu {flags}\n")
@@ -397,10 +397,10 @@ def test_int8_gives_way_to_float32_at_a_share_that_depends_on_vnni(tmp_path, mon
     else:
         monkeypatch.setenv("FBGEMM_ENABLE_INSTRUCTIONS", cap)
     assert precision.int8_has_vnni(cpuinfo) == (expected == "vnni")
-    monkeypatch.setattr(inference, "int8_has_vnni", lambda: precision.int8_has_vnni(cpuinfo))
+    monkeypatch.setattr(predictor_module, "int8_has_vnni", lambda: precision.int8_has_vnni(cpuinfo))
     predictor = FERPredictor(save_vit_64(tmp_path / "m", **WIDE_ENOUGH_FOR_INT8), device="cpu", precision="int8")
-    assert predictor.float32_share == inference.RECHECK_FLOAT32_SHARES[expected]
-    assert inference.RECHECK_FLOAT32_SHARES["avx2"] < inference.RECHECK_FLOAT32_SHARES["vnni"] < 1
+    assert predictor.float32_share == predictor_module.RECHECK_FLOAT32_SHARES[expected]
+    assert predictor_module.RECHECK_FLOAT32_SHARES["avx2"] < predictor_module.RECHECK_FLOAT32_SHARES["vnni"] < 1
 
 
 def test_int8_scores_of_a_face_do_not_depend_on_the_other_faces_in_its_batch(trained_dir, ferplus_faces):
@@ -419,8 +419,8 @@ def test_int8_scores_of_a_face_do_not_depend_on_the_other_faces_in_its_batch(tra
 
 
 def test_evaluate_reports_float32_by_default_and_the_int8_accuracy_when_asked(trained_dir, ferplus_mini_dir, tmp_path):
-    from modeling.evaluate import EvalArguments
-    from modeling.evaluate import main as evaluate
+    from modeling.inference.evaluate import EvalArguments
+    from modeling.inference.evaluate import main as evaluate
 
     assert EvalArguments(model="m", dataset_name="ferplus").precision == "fp32"
     assert EvalArguments(model="m", dataset_name="ferplus", bf16=True).precision == "bf16"

@@ -1,7 +1,7 @@
 import pytest
 
 from modeling import labels as L
-from modeling.sizes import ENCODER_PRESETS, IMAGENET_MEAN, mae_config, vit_config
+from modeling.models.sizes import ENCODER_PRESETS, IMAGENET_MEAN, mae_config, vit_config
 
 
 def test_every_dataset_order_uses_only_canonical_lowercase_names():
@@ -73,7 +73,7 @@ def test_presets_refuse_unknown_sizes_and_bad_patch_sizes():
 
 
 def test_image_processor_uses_imagenet_statistics():
-    from modeling.sizes import image_processor_for
+    from modeling.models.sizes import image_processor_for
 
     proc = image_processor_for(48)
     assert tuple(proc.image_mean) == IMAGENET_MEAN

@@ -1,12 +1,19 @@
-"""modeling/logit_adjustment.py: the training prior as drawn, tau chosen on validation, the shift in the bias."""
+"""modeling/training/logit_adjustment.py: the training prior as drawn, tau chosen on validation, the shift in the
+bias."""
 
 import numpy as np
 import pytest
 import torch
 
 from modeling.labels import FERPLUS_LABELS
-from modeling.logit_adjustment import adjust, choose_tau, fold_into_classifier, log_prior_shift, training_prior
-from modeling.sampling import class_weights
+from modeling.training.logit_adjustment import (
+    adjust,
+    choose_tau,
+    fold_into_classifier,
+    log_prior_shift,
+    training_prior,
+)
+from modeling.training.sampling import class_weights
 from tests.tiny import tiny_vit_config
 
 

@@ -3,9 +3,9 @@
 import torch
 from transformers import AutoModelForImageClassification, ViTForImageClassification
 
-from modeling.finetuning import LORA_TARGETS, add_lora, trainable_share
 from modeling.labels import RAFDB_LABELS
-from modeling.sizes import vit_config
+from modeling.models.sizes import vit_config
+from modeling.training.finetuning import LORA_TARGETS, add_lora, trainable_share
 
 
 def test_lora_on_a_base_sized_vit_trains_under_five_percent_and_merges_to_equal_logits(tmp_path):

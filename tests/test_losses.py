@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modeling.losses import smooth_one_hot, soft_target_cross_entropy
+from modeling.training.losses import smooth_one_hot, soft_target_cross_entropy
 
 
 def test_smooth_one_hot_puts_the_smoothing_mass_evenly_and_rows_sum_to_one():

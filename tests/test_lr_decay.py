@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import ViTConfig, ViTForImageClassification, ViTMAEConfig, ViTMAEForPreTraining
 
-from modeling.lr_decay import layer_id_for, no_decay_param_groups, param_groups
+from modeling.training.lr_decay import layer_id_for, no_decay_param_groups, param_groups
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64, "image_size": 32, "patch_size": 8}  # fmt: skip
 

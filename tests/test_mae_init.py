@@ -2,7 +2,7 @@ import numpy as np
 import torch
 from transformers import ViTMAEForPreTraining
 
-from modeling.mae import build_mae_for_pretraining, identity_noise, position_tables_are_zero
+from modeling.models.mae import build_mae_for_pretraining, identity_noise, position_tables_are_zero
 from tests.tiny import tiny_mae_config
 
 

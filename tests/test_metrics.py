@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from modeling.metrics import FERMetrics, confusion_matrix, fer_metrics, make_compute_metrics, scalar_metrics
+from modeling.evaluation.metrics import FERMetrics, confusion_matrix, fer_metrics, make_compute_metrics, scalar_metrics
 
 # 4 classes; class 3 occurs in the references but is never predicted, class 2 never occurs at all.
 REFS = [0, 0, 0, 1, 1, 3, 3, 3, 3, 0]

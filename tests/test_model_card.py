@@ -8,8 +8,8 @@ import pytest
 from huggingface_hub import ModelCard
 from transformers import HfArgumentParser
 
+from modeling.hub.model_card import TEMPLATE_PATH, training_length, write_model_card
 from modeling.labels import FERPLUS_LABELS
-from modeling.model_card import TEMPLATE_PATH, training_length, write_model_card
 from tests.tiny_classifier import save_tiny_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,7 +140,8 @@ def test_the_snippet_of_a_model_trained_on_gray_faces_converts_the_image_to_gray
     snippet = text.split("```python\n")[1].split("```")[0]
     assert 'face = Image.open("face.jpg").convert("L").convert("RGB")' in snippet
     assert (
-        "grayscale_input: true" in text and "fer-predict` and `modeling.inference.FERPredictor` read the flag" in text
+        "grayscale_input: true" in text
+        and "fer-predict` and `modeling.inference.predictor.FERPredictor` read the flag" in text
     )
 
     monkeypatch.chdir(tmp_path)
@@ -252,7 +253,7 @@ def test_without_a_hub_id_the_usage_snippet_loads_the_local_folder_and_says_how_
     assert "fer-mae-vit" not in text  # the old default name, which no Hub repository holds
     (model_arg,) = SNIPPET_MODEL.findall(text)
     assert Path(model_arg) == model_dir
-    assert f"python -m modeling.push {model_arg} user/name" in text
+    assert f"python -m modeling.hub.push {model_arg} user/name" in text
     assert "works in place of the folder" in text
     assert f"fer-predict crops/ --no_detect --model {model_arg}" in text
     assert ModelCard.load(model_dir / "README.md").data.to_dict()["model-index"][0]["name"] == "fer-vit-tiny"
@@ -265,7 +266,7 @@ def test_without_a_hub_id_the_usage_snippet_loads_the_local_folder_and_says_how_
 def test_with_a_hub_id_the_snippet_loads_it_and_the_push_command_names_the_folder(card_path):
     text = card_path.read_text()
     assert SNIPPET_MODEL.findall(text) == ["someone/fer-vit-tiny-ferplus"]
-    assert f"python -m modeling.push {card_path.parent} someone/fer-vit-tiny-ferplus" in text
+    assert f"python -m modeling.hub.push {card_path.parent} someone/fer-vit-tiny-ferplus" in text
 
 
 def test_a_folder_below_the_working_directory_is_named_relative_to_it(tmp_path, monkeypatch):

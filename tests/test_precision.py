@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modeling import precision
-from modeling.precision import apply_training_precision, choose_training_precision, cpu_bf16_units
-from modeling.trainer import FERTrainer
+from modeling.inference import precision
+from modeling.inference.precision import apply_training_precision, choose_training_precision, cpu_bf16_units
+from modeling.training.trainer import FERTrainer
 from tests.test_trainer import RandomImages, make_args, tiny_vit
 
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modeling import shipped
-from modeling.faces import HaarFaceDetector, iou
-from modeling.inference import FERPredictor
-from modeling.predict import main
+from modeling.inference import shipped
+from modeling.inference.faces import HaarFaceDetector, iou
+from modeling.inference.fer_predict import main
+from modeling.inference.predictor import FERPredictor
 from tests.tiny import tiny_mae_config
 from tests.tiny_classifier import save_tiny_classifier
 
@@ -140,7 +140,7 @@ def test_python_dash_m_modeling_predict_runs_end_to_end(tiny_dir, ferplus_faces,
         [
             sys.executable,
             "-m",
-            "modeling.predict",
+            "modeling.inference.fer_predict",
             str(tmp_path / "face.png"),
             "--no_detect",
             "--model",
@@ -264,7 +264,10 @@ def test_fer_predict_picks_int8_without_bf16_units_says_which_path_runs_and_give
     tail = "; 1 thread" + ("; close calls re-run in float32 (--no_recheck: int8 only)" if rechecks else "")
     assert line.startswith(f"fer-predict: {expected}") and line.endswith(tail)
     crops = [np.asarray(Image.open(crops_folder / f"{i:03d}.png")) for i in range(12)]
-    assert "fer-predict: runtime: plain torch ViT (modeling.vit_runtime; transformers not imported)" in captured.err
+    assert (
+        "fer-predict: runtime: plain torch ViT (modeling.inference.vit_runtime; transformers not imported)"
+        in captured.err
+    )
     reference = FERPredictor(vit64_dir, device="cpu", precision=kind, runtime="plain", recheck=rechecks)
     predicted = reference.predict(crops)
     assert [json.loads(line)["scores"] for line in captured.out.splitlines()] == [p["scores"] for p in predicted]

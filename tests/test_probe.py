@@ -1,4 +1,4 @@
-"""Linear probing (modeling/probe.py): the probe separates what is separable, and runs on real FER+ faces."""
+"""Linear probing (modeling/training/probe.py): the probe separates what is separable, and runs on real FER+ faces."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import torch
 from transformers import ViTForImageClassification
 
 from modeling.data import load_fer_dataset
-from modeling.mae import build_mae_for_pretraining
-from modeling.probe import encoder_features, face_batches, linear_probe, main
-from modeling.sizes import IMAGENET_MEAN, IMAGENET_STD
+from modeling.models.mae import build_mae_for_pretraining
+from modeling.models.sizes import IMAGENET_MEAN, IMAGENET_STD
+from modeling.training.probe import encoder_features, face_batches, linear_probe, main
 from tests.tiny import tiny_mae_config, tiny_vit_config
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from modeling.push import UPLOAD_PATTERNS, check_model_dir
+from modeling.hub.push import UPLOAD_PATTERNS, check_model_dir
 from tests.fake_hub import FakeHub
 from tests.tiny_classifier import save_tiny_classifier
 
@@ -39,7 +39,12 @@ def _push(args, endpoint, tmp_path):
         PYTHONPATH=str(ROOT),
     )
     return subprocess.run(
-        [sys.executable, "-m", "modeling.push", *args], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT
+        [sys.executable, "-m", "modeling.hub.push", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=ROOT,
     )
 
 

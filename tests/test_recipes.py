@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from transformers import HfArgumentParser
 
-from modeling.recipes import load_recipe, parse_overrides, parse_script_args
+from modeling.training.recipes import load_recipe, parse_overrides, parse_script_args
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

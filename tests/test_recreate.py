@@ -1,4 +1,4 @@
-"""python -m modeling.recreate: the shipped model's one-command recipe, its stages, resume and time accounting."""
+"""python -m modeling.hub.recreate: the shipped model's one-command recipe, its stages, resume and time accounting."""
 
 import json
 import subprocess
@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from modeling import recreate
 from modeling.cli import UserError
+from modeling.hub import recreate
 
 
 def test_tree_cpu_seconds_counts_a_busy_child_and_its_own_children():
@@ -62,4 +62,4 @@ def test_the_cards_recipe_line_states_the_epochs_and_labels_the_configs_set():
     line = recreate.recipe_summary()
     assert f"labels unused ({mae['num_train_epochs']} epochs, `{recreate.MAE_RECIPE}`)" in line
     assert f"'{ft['dataset_config_name']}' protocol" in line and f"({ft['num_train_epochs']} epochs," in line
-    assert "python -m modeling.recreate --data_dir DATA" in line
+    assert "python -m modeling.hub.recreate --data_dir DATA" in line

@@ -151,7 +151,7 @@ class FixedTrainer:
 def test_predict_adds_metrics_on_the_test_faces_without_a_pixel_copy_matching_the_predictions_csv(tmp_path):
     import datasets
 
-    from modeling.metrics import fer_metrics
+    from modeling.evaluation.metrics import fer_metrics
 
     run_finetune = import_run_finetune()
     names = ["a", "b", "c"]
@@ -191,7 +191,7 @@ def test_predict_adds_metrics_on_the_test_faces_without_a_pixel_copy_matching_th
 def test_rafdb_style_dataset_without_validation_gets_a_stratified_carved_validation_split():
     import datasets
 
-    from modeling.finetuning import select_splits
+    from modeling.training.finetuning import select_splits
 
     labels = [0] * 60 + [1] * 30 + [2] * 10
     feats = datasets.Features({"label": datasets.ClassLabel(names=["a", "b", "c"])})
@@ -210,7 +210,7 @@ def test_rafdb_style_dataset_without_validation_gets_a_stratified_carved_validat
 def test_affectnet_style_validation_split_becomes_the_test_set():
     import datasets
 
-    from modeling.finetuning import select_splits
+    from modeling.training.finetuning import select_splits
 
     feats = datasets.Features({"label": datasets.ClassLabel(names=["a", "b"])})
     dd = datasets.DatasetDict(
@@ -226,7 +226,7 @@ def test_uint8_batches_normalised_in_the_trainer_train_exactly_as_batches_normal
 ):
     """--normalize_on_device (the default on an accelerator) moves only where the arithmetic runs: on CPU both
     paths give bit-identical losses and predictions, erasing boxes included."""
-    from modeling.pixels import NormalizeOnDevice
+    from modeling.training.pixels import NormalizeOnDevice
 
     seen, prepare = [], NormalizeOnDevice._prepare_inputs
 
@@ -291,8 +291,8 @@ def test_logit_adjustment_folds_the_validation_chosen_shift_into_the_saved_model
     from transformers import AutoModelForImageClassification
 
     from modeling.data import load_fer_dataset
-    from modeling.logit_adjustment import log_prior_shift, training_prior
-    from modeling.sampling import class_weights
+    from modeling.training.logit_adjustment import log_prior_shift, training_prior
+    from modeling.training.sampling import class_weights
 
     cache = tmp_path / "cache"
     out = tmp_path / "ft"

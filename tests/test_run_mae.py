@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from modeling.mae import position_tables_are_zero
+from modeling.models.mae import position_tables_are_zero
 from tests.tiny import to_argv
 
 ROOT = Path(__file__).resolve().parents[1]

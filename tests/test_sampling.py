@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from modeling.sampling import EpochSeededWeightedSampler, class_probabilities, class_weights
+from modeling.training.sampling import EpochSeededWeightedSampler, class_probabilities, class_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 # 600 / 300 / 60 / 40 samples of classes 0..3: natural frequencies 0.6 / 0.3 / 0.06 / 0.04.

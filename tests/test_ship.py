@@ -1,4 +1,4 @@
-"""python -m modeling.ship: a fine-tuning run's model copied into the package, checked, with its card."""
+"""python -m modeling.hub.ship: a fine-tuning run's model copied into the package, checked, with its card."""
 
 import json
 import os
@@ -12,10 +12,10 @@ import torch
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from modeling import ship, ship_card
 from modeling.cli import MissingFileError, UsageError, UserError, run_main
+from modeling.hub import ship, ship_card
 from modeling.labels import FERPLUS_LABELS, RAFDB_LABELS
-from modeling.sizes import image_processor_for
+from modeling.models.sizes import image_processor_for
 from tests.tiny import tiny_vit_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,8 +118,8 @@ def test_shipping_copies_only_the_model_files_and_the_copy_loads_as_the_run_and_
 def test_the_shipped_folder_serves_as_the_default_model_and_its_predictor_converts_colour_to_gray(
     run_dir, peers, tmp_path, monkeypatch
 ):
-    from modeling import shipped
-    from modeling.inference import FERPredictor
+    from modeling.inference import shipped
+    from modeling.inference.predictor import FERPredictor
 
     dest = tmp_path / "default_model"
     ship_main(run_dir, dest, peers)
@@ -172,9 +172,12 @@ def test_shipping_again_replaces_what_it_wrote_and_leaves_other_files_in_dest(ru
 def test_weights_above_max_mib_are_refused_in_one_line_before_dest_is_touched(run_dir, peers, tmp_path, capsys):
     dest = tmp_path / "default_model"
     mib = (run_dir / "model.safetensors").stat().st_size / 2**20
-    assert run_main(lambda: ship_main(run_dir, dest, peers, "--max_mib", f"{mib / 2}"), "python -m modeling.ship") == 2
+    assert (
+        run_main(lambda: ship_main(run_dir, dest, peers, "--max_mib", f"{mib / 2}"), "python -m modeling.hub.ship")
+        == 2
+    )
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("python -m modeling.ship: error: ") and f"is {mib:.1f} MiB, more than --max_mib" in line
+    assert line.startswith("python -m modeling.hub.ship: error: ") and f"is {mib:.1f} MiB, more than --max_mib" in line
     assert not dest.exists()
     assert ship_main(run_dir, dest, peers, "--max_mib", f"{mib * 2}") == 0
 
@@ -185,12 +188,17 @@ def test_a_run_without_test_results_is_a_one_line_error_of_the_command_naming_th
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     argv = [str(run_dir), "--dest", str(tmp_path / "dest"), "--peers", str(peers)]
     proc = subprocess.run(
-        [sys.executable, "-m", "modeling.ship", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "modeling.hub.ship", *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     line = proc.stderr.strip().splitlines()[-1]
-    assert line.startswith("python -m modeling.ship: error: ")
+    assert line.startswith("python -m modeling.hub.ship: error: ")
     assert (
         "all_results.json has no test_accuracy, test_balanced_accuracy, test_macro_f1" in line
         and "--do_predict" in line
@@ -244,7 +252,7 @@ def test_the_checked_in_peer_benchmark_scored_the_fer_plus_test_faces_the_limits
 
 
 def test_the_runs_own_card_gives_the_starting_point_and_recipe_rows_without_machine_paths(run_dir, peers, tmp_path):
-    from modeling.model_card import write_model_card
+    from modeling.hub.model_card import write_model_card
 
     (run_dir / "README.md").unlink()
     write_model_card(
@@ -268,7 +276,7 @@ def test_help_prints_the_usage_with_every_flag_and_exits_0(capsys):
         ship.main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith("usage: python -m modeling.ship")
+    assert out.startswith("usage: python -m modeling.hub.ship")
     assert all(flag in out for flag in ("--dest", "--peers", "--recipe", "--compute", "--max_mib"))
 
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import modeling
-from modeling import shipped
+from modeling.inference import shipped
 from modeling.labels import FERPLUS_LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +63,7 @@ def test_pipeline_on_the_default_model_classifies_real_fer_plus_faces_well_above
 def test_fer_predict_without_model_uses_the_shipped_model_on_a_photo(ferplus_faces, tmp_path):
     import cv2
 
-    from modeling.faces import HaarFaceDetector
+    from modeling.inference.faces import HaarFaceDetector
 
     detector = HaarFaceDetector()
     face = next(f for f in (cv2.resize(im, (112, 112), interpolation=cv2.INTER_CUBIC) for im in ferplus_faces[0][:200])
@@ -71,7 +71,7 @@ def test_fer_predict_without_model_uses_the_shipped_model_on_a_photo(ferplus_fac
     canvas = np.full((320, 400), 128, np.uint8)
     canvas[90:202, 150:262] = face
     Image.fromarray(np.repeat(canvas[:, :, None], 3, axis=2)).save(tmp_path / "photo.jpg")
-    proc = subprocess.run([sys.executable, "-m", "modeling.predict", str(tmp_path / "photo.jpg")],
+    proc = subprocess.run([sys.executable, "-m", "modeling.inference.fer_predict", str(tmp_path / "photo.jpg")],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     (record,) = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -80,7 +80,7 @@ def test_fer_predict_without_model_uses_the_shipped_model_on_a_photo(ferplus_fac
 
 
 def test_on_a_cpu_without_bf16_units_the_shipped_model_runs_float32_where_int8_would_be_slower(monkeypatch):
-    from modeling.inference import FERPredictor
+    from modeling.inference.predictor import FERPredictor
     from tests.test_inference import mock_bf16_units
 
     mock_bf16_units(monkeypatch, [])  # an AVX2-only CPU: 6 x 192 channels, int8 ran 0.81x float32 there

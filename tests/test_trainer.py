@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 from transformers import TrainingArguments, ViTConfig, ViTForImageClassification
 
-from modeling.drop_path import enable_drop_path
-from modeling.losses import soft_target_cross_entropy
-from modeling.sampling import EpochSeededWeightedSampler, class_weights
-from modeling.trainer import FERTrainer
-from modeling.transforms import MixupCutmix
+from modeling.models.drop_path import enable_drop_path
+from modeling.training.losses import soft_target_cross_entropy
+from modeling.training.sampling import EpochSeededWeightedSampler, class_weights
+from modeling.training.trainer import FERTrainer
+from modeling.training.transforms import MixupCutmix
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64, "image_size": 32, "patch_size": 8}  # fmt: skip
 

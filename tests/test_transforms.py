@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from modeling.transforms import (
+from modeling.training.transforms import (
     MixupCutmix,
     build_eval_transform,
     build_mae_pretrain_transform,

@@ -1,5 +1,5 @@
-"""The plain-torch ViT runtime (modeling.vit_runtime): transformers' logits without importing transformers, what it
-leaves to transformers, and the int8 predictor running several faces at once."""
+"""The plain-torch ViT runtime (modeling.inference.vit_runtime): transformers' logits without importing transformers,
+what it leaves to transformers, and the int8 predictor running several faces at once."""
 
 import json
 import subprocess
@@ -13,11 +13,11 @@ import torch
 from PIL import Image
 
 import modeling
-from modeling.inference import FERPredictor, NotAnImageClassifierError
+from modeling.inference.precision import native_bf16_units
+from modeling.inference.predictor import FERPredictor, NotAnImageClassifierError
+from modeling.inference.vit_runtime import WEIGHTS_FILE, load_plain_vit, why_not_plain
 from modeling.labels import FERPLUS_LABELS
-from modeling.precision import native_bf16_units
-from modeling.sizes import image_processor_for
-from modeling.vit_runtime import WEIGHTS_FILE, load_plain_vit, why_not_plain
+from modeling.models.sizes import image_processor_for
 from tests.test_inference import WIDE_ENOUGH_FOR_INT8, save_vit_64
 from tests.tiny import tiny_vit_config
 
@@ -146,7 +146,7 @@ def test_what_the_plain_runtime_does_not_cover_runs_through_transformers_and_the
     assert reason in why_not_plain(path)
     with pytest.raises(NotAnImageClassifierError, match="cannot run without transformers"):
         FERPredictor(path, device="cpu", runtime="plain")
-    with caplog.at_level("INFO", logger="modeling.inference"):
+    with caplog.at_level("INFO", logger="modeling.inference.predictor"):
         predictor = FERPredictor(path, device="cpu", precision="fp32", runtime="auto")
     assert predictor.runtime == "transformers" and reason in predictor.runtime_why
     assert reason in caplog.text
@@ -170,7 +170,7 @@ def test_fer_predict_classifies_a_local_vit_without_importing_transformers(tmp_p
         Image.fromarray(face).save(folder / f"{i}.png")
     code = (
         "import json, sys\n"
-        "from modeling.predict import main\n"
+        "from modeling.inference.fer_predict import main\n"
         "rc = main(sys.argv[1:])\n"
         "print(json.dumps([m for m in ('transformers', 'torchvision', 'scipy') if m in sys.modules]))\n"
         "sys.exit(rc)\n"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modeling.sizes import mae_config, vit_config
+from modeling.models.sizes import mae_config, vit_config
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
 TINY_DECODER = {

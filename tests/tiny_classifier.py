@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from modeling.labels import FERPLUS_LABELS
-from modeling.sizes import image_processor_for
+from modeling.models.sizes import image_processor_for
 from tests.tiny import tiny_vit_config
 
 

@@ -11,7 +11,7 @@ uint8 array in its own mode when that is 8-bit grayscale ``L`` (``[H, W]``) or `
 (``[H, W, 3]``); any other mode is first converted as the builders convert it when they store it
 (:func:`~modeling.data.images.to_rgb`). A uint8 array is taken as is (``[H, W, 1]`` as ``[H, W]``).
 The digest is ``"<shape>:<md5>"``, e.g. ``"48x48:9f1c..."``: the md5 of the C-order pixel bytes
-(``hashlib.md5(pixels.tobytes())``, as NOTES #24 and ``bench/peers.py`` hash the packed FER+ arrays),
+(``hashlib.md5(pixels.tobytes())``, as NOTES #24 and ``experiments/peers.py`` hash the packed FER+ arrays),
 prefixed with the shape so that equal bytes in different shapes never match. So a PNG and a lossless
 re-encoding of the same pixels match, and so does the packed array they came from; a grayscale face
 and its RGB copy (three equal channels) do not, nor does a JPEG re-encoding (new pixels).
