@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from modeling.cli import run_main
 from modeling.inference.faces import Box, FaceDetector, HaarFaceDetector, crop_face, to_rgb
@@ -66,6 +67,18 @@ class DemoArguments:
         default=0.2, metadata={"help": "Context around a detected face, fraction of its size (fer-predict's --margin)"}
     )
     min_face_size: int = field(default=30, metadata={"help": "Smallest face the detector reports, in pixels"})
+    # The queue's defaults come from bench/demo_load.py (results/demo_load.json): 8 clients uploading photos at once.
+    concurrency_limit: int = field(
+        default=1,
+        metadata={"help": "Photos classified at once; the others wait in the queue (bench/demo_load.py measured it)"},
+    )
+    queue_size: int = field(
+        default=32,
+        metadata={"help": "Uploads waiting at most; past it the page says the queue is full (0: no limit)"},
+    )
+    torch_threads: int | None = field(
+        default=None, metadata={"help": "torch's CPU threads (default: torch's, one per core)"}
+    )
 
     def __post_init__(self):
         if self.port is not None and not 0 < self.port < 65536:
@@ -74,6 +87,12 @@ class DemoArguments:
             raise ValueError(f"--margin must be >= 0, got {self.margin}")
         if self.min_face_size < 1:
             raise ValueError(f"--min_face_size must be positive, got {self.min_face_size}")
+        if self.concurrency_limit < 1:
+            raise ValueError(f"--concurrency_limit must be positive, got {self.concurrency_limit}")
+        if self.queue_size < 0:
+            raise ValueError(f"--queue_size must be >= 0 (0: no limit), got {self.queue_size}")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise ValueError(f"--torch_threads must be positive, got {self.torch_threads}")
 
 
 @dataclass
@@ -294,8 +313,16 @@ class DemoApp:
             inputs, outputs = [photo, whole_image, model], [annotated, chart, message, details]
             # preprocess=False: the event reads the file itself, so that a file that is not an image gets a message
             # on the page instead of Gradio's bare "Error" (the upload is still checked to lie in Gradio's cache).
+            # One concurrency group: the queue's limit counts the four triggers together, as they share the CPU.
             for trigger in (photo.change, whole_image.change, model.change, run.click):
-                trigger(self.classify, inputs, outputs, preprocess=False, show_progress="minimal")
+                trigger(
+                    self.classify,
+                    inputs,
+                    outputs,
+                    preprocess=False,
+                    show_progress="minimal",
+                    concurrency_id="classify",
+                )
         return page
 
 
@@ -327,6 +354,8 @@ def main(argv: Sequence[str] | None = None):
 
     # 2. Logging.
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    if args.torch_threads:  # before the model loads; Gradio's worker threads inherit it
+        torch.set_num_threads(args.torch_threads)
 
     # 3. Model: the one asked for, else the shipped one; without either, the page says how to choose one.
     model, notice = resolve_model(args.model)
@@ -343,7 +372,9 @@ def main(argv: Sequence[str] | None = None):
     host = args.host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
     port = args.port or int(os.environ.get("GRADIO_SERVER_PORT") or 7860)
     logger.info("Model %s; serving on http://%s:%d", model, host, port)
-    app.build().queue(default_concurrency_limit=1).launch(server_name=host, server_port=port, show_error=False)
+    queue = {"default_concurrency_limit": args.concurrency_limit, "max_size": args.queue_size or None}
+    logger.info("Queue %s, torch threads %d", queue, torch.get_num_threads())
+    app.build().queue(**queue).launch(server_name=host, server_port=port, show_error=False)
     return 0
 
 

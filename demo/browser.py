@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,10 +69,11 @@ class AppFailed(RuntimeError):
 
 
 @contextlib.contextmanager
-def serve(folder: Path, model: str | None = None, threads: int | None = 1) -> Iterator[str]:
-    """``python demo/app.py [--model MODEL] --port P`` in a subprocess, logging to ``folder/server.log``; yields the
-    page's URL once it answers, and stops the app on exit. ``model`` None: the page's default (the shipped model).
-    ``threads``: OMP_NUM_THREADS of the app unless already set (None: torch's default)."""
+def serve(folder: Path, model: str | None = None, threads: int | None = 1, args: Sequence[str] = ()) -> Iterator[str]:
+    """``python demo/app.py [--model MODEL] --port P [ARGS]`` in a subprocess, logging to ``folder/server.log``;
+    yields the page's URL once it answers, and stops the app on exit. ``model`` None: the page's default (the shipped
+    model). ``threads``: OMP_NUM_THREADS of the app unless already set (None: torch's default). ``args``: more flags
+    of demo/app.py (``--concurrency_limit 2``)."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT")}
@@ -82,6 +83,7 @@ def serve(folder: Path, model: str | None = None, threads: int | None = 1) -> It
     command = [sys.executable, str(ROOT / "demo" / "app.py"), "--port", str(port)]
     if model is not None:
         command += ["--model", str(model)]
+    command += list(args)
     log_path = folder / "server.log"
     url = f"http://127.0.0.1:{port}/"  # the default --host: loopback
     with open(log_path, "w") as log:

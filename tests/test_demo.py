@@ -230,3 +230,17 @@ def test_the_space_files_name_gradio_app_py_and_the_inference_dependencies():
     requirements = (ROOT / "demo" / "requirements.txt").read_text()
     names = {line.split(">")[0].split("=")[0].split("<")[0].strip() for line in requirements.splitlines()}
     assert {"torch", "transformers", "opencv-python-headless", "matplotlib", "pillow", "numpy"} <= names
+
+
+def test_the_queue_flags_parse_and_the_four_triggers_share_one_concurrency_group(demo_app, tiny_dir):
+    gradio = pytest.importorskip("gradio", reason='gradio absent (pip install -e ".[demo]")')
+    parser = ScriptArgumentParser(demo_app.DemoArguments)
+    (args,) = parse_script_args(parser, ["--concurrency_limit", "2", "--queue_size", "0", "--torch_threads", "1"])
+    assert (args.concurrency_limit, args.queue_size, args.torch_threads) == (2, 0, 1)
+    for argv in (["--concurrency_limit", "0"], ["--queue_size", "-1"], ["--torch_threads", "0"]):
+        with pytest.raises(UsageError):
+            parse_script_args(parser, argv)
+    page = demo_app.DemoApp(str(tiny_dir)).build()
+    assert isinstance(page, gradio.Blocks)
+    # one group: an upload and a click on the button do not run at once beyond the page's limit
+    assert [fn.concurrency_id for fn in page.fns.values()] == ["classify"] * 4
