@@ -163,3 +163,23 @@ def test_the_cascade_searches_a_copy_of_at_most_max_side_and_boxes_come_back_in_
 def test_bad_detector_parameters_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         HaarFaceDetector(**kwargs)
+
+
+def test_one_detector_searched_by_several_threads_at_once_finds_each_photos_boxes_as_alone():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from skimage import data
+
+    astronaut = data.astronaut()
+    photos = [cv2.resize(astronaut, (side, side)) for side in (512, 700, 900, 1024)]
+    detector = HaarFaceDetector()
+    alone = [detector.detect(photo) for photo in photos]
+    assert all(len(boxes) == 1 for boxes in alone)
+
+    # a shared CascadeClassifier gave wrong boxes for a third of these calls and failed some (bench/demo_load.py)
+    with ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(detector.detect, photos * 8))
+
+    assert found == alone * 8
+    with ThreadPoolExecutor(1) as pool:  # a thread of its own gets a cascade of its own
+        assert pool.submit(lambda: detector.cascade).result() is not detector.cascade

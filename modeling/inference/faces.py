@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -82,9 +83,12 @@ class HaarFaceDetector(FaceDetector):
         cascade_path = Path(cascade_path)
         if not cascade_path.is_file():
             raise FileNotFoundError(f"Haar cascade file not found: {cascade_path}")
-        self.cascade = cv2.CascadeClassifier(str(cascade_path))
-        if self.cascade.empty():
+        cascade = cv2.CascadeClassifier(str(cascade_path))
+        if cascade.empty():
             raise RuntimeError(f"OpenCV could not load the Haar cascade {cascade_path}")
+        self.cascade_path = cascade_path
+        self._local = threading.local()
+        self._local.cascade = cascade
         if scale_factor <= 1.0:
             raise ValueError(f"scale_factor must be > 1, got {scale_factor}")
         if max_side is not None and max_side < 1:
@@ -96,6 +100,16 @@ class HaarFaceDetector(FaceDetector):
         self.min_size = (int(min_size[0]), int(min_size[1]))
         self.max_side = None if max_side is None else int(max_side)
         self.min_fraction = float(min_fraction)
+
+    @property
+    def cascade(self) -> cv2.CascadeClassifier:
+        """This thread's cascade, loaded on its first use there. One ``CascadeClassifier`` searched by two threads
+        at once returns wrong boxes or fails an assertion (``getScaleData``): the demo page does so at a queue
+        concurrency of 2 (bench/demo_load.py), with one detector for its worker threads."""
+        cascade = getattr(self._local, "cascade", None)
+        if cascade is None:
+            cascade = self._local.cascade = cv2.CascadeClassifier(str(self.cascade_path))
+        return cascade
 
     def detect(self, image: np.ndarray) -> list[Box]:
         image = np.asarray(image)
