@@ -71,8 +71,9 @@ def main(argv: list[str] | None = None) -> dict:
     if proc.returncode:
         raise SystemExit(f"fer-predict failed ({proc.returncode}):\n{proc.stderr}")
     faces = [json.loads(line) for line in (out / "faces.jsonl").read_text().splitlines()]
-    for face in faces:  # the temporary folder's path means nothing to a reader
+    for face in faces:  # the temporary folder's path means nothing to a reader, nor OUT's
         face["file"] = Path(face["file"]).name
+        face["annotated"] = Path(face["annotated"]).name
     (out / "faces.jsonl").write_text("".join(json.dumps(f) + "\n" for f in faces))
     summary = {
         "command": "fer-predict "

@@ -7,7 +7,7 @@
 
 A Gradio page over :class:`modeling.inference.predictor.FERPredictor` and
 :class:`modeling.inference.faces.HaarFaceDetector`, with ``fer-predict``'s face crops and drawing
-(:mod:`modeling.inference.fer_predict`), on the CPU. The photo comes from an upload, the clipboard or the webcam (where
+(:mod:`modeling.inference.media`), on the CPU. The photo comes from an upload, the clipboard or the webcam (where
 the browser allows it); a switch treats the whole image as one face crop (as ``fer-predict --no_detect``), and the
 model box takes a local folder or a Hub id. An unreadable file, an image without a face or a model that does not load
 gives a message on the page, never a traceback.
@@ -36,15 +36,15 @@ import torch
 
 from modeling.cli import run_main
 from modeling.inference.faces import Box, FaceDetector, HaarFaceDetector, crop_face, to_rgb
-from modeling.inference.fer_predict import annotate, read_image
+from modeling.inference.media import draw_faces, read_image
 from modeling.inference.predictor import FERPredictor, NotAnImageClassifierError
 from modeling.training.recipes import ScriptArgumentParser, parse_script_args
 
 logger = logging.getLogger(__name__)
 
-MAX_SIDE = (
-    1280  # larger photos are shrunk first: the cascade's time grows with the pixels, and phone photos are 4000 px
-)
+# The annotated photo the page shows is at most this large (a phone's 4000 px photo would be a 20 MB PNG). Faces are
+# found and cropped at the photo's full size: the detector itself searches a copy of at most 1024 px, as fer-predict's.
+MAX_SIDE = 1280
 MAX_CHARTS = 12  # bar charts for the largest faces only; a crowd photo would make a figure metres tall
 PHOTO_FORMATS = "JPEG, PNG, WebP, BMP, GIF or TIFF"
 
@@ -99,30 +99,24 @@ class DemoArguments:
 class Analysis:
     """What the page shows for one photo."""
 
-    image: np.ndarray | None  # [H, W, 3] uint8 RGB with every face boxed and labelled "N: label score"
+    image: np.ndarray | None  # [h, w, 3] uint8 RGB, at most MAX_SIDE, every face boxed and labelled "N: label score"
     faces: list[dict[str, Any]]  # per face, largest first: fer-predict's record {"box": [x, y, w, h], "label", ...}
     message: str  # Markdown: the faces found, or what went wrong
 
 
-def shrink(image: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
-    """``image`` scaled down (area interpolation) so that its longer side is at most ``max_side``; else unchanged."""
-    import cv2
-
-    height, width = image.shape[:2]
-    scale = max_side / max(height, width)
-    if scale >= 1:
-        return image
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-
-
 def analyze(
-    image: np.ndarray, predictor: FERPredictor, detector: FaceDetector | None, margin: float = 0.2
+    image: np.ndarray,
+    predictor: FERPredictor,
+    detector: FaceDetector | None,
+    margin: float = 0.2,
+    max_side: int | None = MAX_SIDE,
 ) -> Analysis:
     """Finds the faces in ``image`` (``[H, W]`` or ``[H, W, 3]`` uint8) and classifies each one.
 
     ``detector=None`` takes the whole image as one face crop (``fer-predict --no_detect``); otherwise each box is
-    cropped with ``margin`` of context (:func:`modeling.inference.faces.crop_face`), as ``fer-predict`` does.
+    cropped with ``margin`` of context (:func:`modeling.inference.faces.crop_face`), as ``fer-predict`` does. Boxes are
+    in ``image``'s pixels; the annotated image is drawn as ``fer-predict --annotate`` draws it
+    (:func:`modeling.inference.media.draw_faces`), its longer side at most ``max_side``.
     """
     image = to_rgb(image)
     height, width = image.shape[:2]
@@ -137,11 +131,10 @@ def analyze(
             f"**No face found** in this {width}x{height} image. The detector finds frontal faces that are not too "
             "small; if the photo already is a face crop, turn on *The whole image is one face*."
         )
-        return Analysis(image, [], message)
+        return Analysis(draw_faces(image, [], max_side), [], message)
     faces = [{"box": [int(v) for v in box], **result} for box, result in zip(boxes, predictor.predict(crops))]
     numbered = [{**face, "label": f"{i}: {face['label']}"} for i, face in enumerate(faces, start=1)]
-    drawn = np.ascontiguousarray(annotate(image, numbered)[:, :, ::-1])  # annotate draws on a BGR copy
-    return Analysis(drawn, faces, summarize(faces, whole_image=detector is None))
+    return Analysis(draw_faces(image, numbered, max_side), faces, summarize(faces, whole_image=detector is None))
 
 
 def summarize(faces: Sequence[dict[str, Any]], whole_image: bool = False) -> str:
@@ -259,7 +252,7 @@ class DemoApp:
         except (NotAnImageClassifierError, OSError, ValueError) as err:
             return image, None, f"**The model could not be loaded**: {err}", []
         try:
-            result = analyze(shrink(image), predictor, None if whole_image else self.detector, self.margin)
+            result = analyze(image, predictor, None if whole_image else self.detector, self.margin)
         except Exception as err:  # the page shows a line, the log keeps the traceback
             logger.exception("Classifying %s failed", name)
             return image, None, f"**Something went wrong** with {name}: {type(err).__name__}: {err}", []

@@ -2,6 +2,7 @@
 
 import base64
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from PIL import Image
 import modeling
 from modeling.cli import UsageError
 from modeling.inference.faces import HaarFaceDetector, crop_face, iou
+from modeling.inference.fer_predict import main as fer_predict
 from modeling.inference.predictor import FERPredictor
 from modeling.training.recipes import ScriptArgumentParser, parse_script_args
 from tests.tiny_classifier import save_tiny_classifier
@@ -20,7 +22,7 @@ from tests.tiny_classifier import save_tiny_classifier
 FACE = 112  # upscaled FER+ face size on the canvas: the cascade's 30 px minimum and photos want larger faces
 POS = (150, 90)  # where the face is pasted: x, y
 ROOT = Path(__file__).resolve().parents[1]
-GREEN = (0, 255, 0)  # fer-predict's box colour (modeling.inference.fer_predict.annotate), in RGB and BGR alike
+GREEN = (0, 255, 0)  # fer-predict's box colour (modeling.inference.media.draw_faces)
 
 
 def face_photo(faces: np.ndarray) -> np.ndarray:
@@ -198,11 +200,25 @@ def test_the_charts_follow_the_model_class_order_and_stop_at_the_cap(demo_app):
     assert figure.get_suptitle() == "the 3 largest of 5 faces"
 
 
-def test_large_photos_are_shrunk_to_the_longest_side_and_small_ones_kept(demo_app):
-    big = np.zeros((3000, 4000, 3), np.uint8)
-    small = np.zeros((320, 400, 3), np.uint8)
-    assert demo_app.shrink(big, 1280).shape == (960, 1280, 3)
-    assert demo_app.shrink(small, 1280) is small
+def test_a_large_photo_gets_fer_predicts_faces_in_its_own_pixels_and_is_shown_at_most_max_side(
+    demo_app, tiny_dir, predictor, tmp_path
+):
+    data = pytest.importorskip("skimage.data", reason="scikit-image (the dev extra) provides the astronaut photo")
+    big = np.full((3000, 4000, 3), 100, np.uint8)  # a 4:3 phone photo, the astronaut upscaled in its middle
+    big[:, 500:3500] = cv2.resize(data.astronaut(), (3000, 3000), interpolation=cv2.INTER_CUBIC)
+    Image.fromarray(big).save(tmp_path / "big.png")
+
+    result = demo_app.analyze(big, predictor, HaarFaceDetector())
+
+    # the detector's own downscale, as fer-predict's: one face, boxed in the photo's pixels
+    assert (
+        fer_predict([str(tmp_path / "big.png"), "--output", str(tmp_path / "o.jsonl"), "--model", str(tiny_dir)]) == 0
+    )
+    expected = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert [f["box"] for f in result.faces] == [e["box"] for e in expected] and len(expected) == 1
+    assert result.image.shape == (960, 1280, 3)  # the page shows at most MAX_SIDE
+    x, y, w, h = (round(v * 1280 / 4000) for v in result.faces[0]["box"])
+    assert tuple(result.image[y + h // 2, x]) == GREEN
 
 
 def test_the_flags_parse_and_a_bad_port_or_margin_is_a_usage_error(demo_app):

@@ -92,7 +92,8 @@ def test_bad_inputs_are_reported_per_file_and_the_run_goes_on(tiny_dir, face_can
     ]
     assert by_file["d_broken.mp4"][0]["error"].startswith("unreadable video")
     assert [rec["frame"] for rec in by_file["e_clip.avi"]] == [0, 2]
-    assert sorted(p.name for p in annotated.iterdir()) == ["a_face.png", "e_clip_f000000.png", "e_clip_f000002.png"]
+    assert sorted(p.name for p in annotated.iterdir()) == ["a_face.png", "e_clip_f000000.jpg", "e_clip_f000002.jpg"]
+    assert face[0]["annotated"] == str(annotated / "a_face.png")
     assert cv2.imread(str(annotated / "a_face.png")).shape == (320, 400, 3)
 
 

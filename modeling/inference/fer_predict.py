@@ -10,9 +10,15 @@ and int8 dynamic quantization on other CPUs; ``--precision fp32`` forces float32
 stderr.
 
 One line per face: ``{"file", "frame", "box": [x, y, w, h], "label", "score", "scores"}``
-(``frame`` is null for images). An unreadable file, an image without a face or a video without
-any face gives one line with an ``error`` field, and the run goes on. The exit status is 1 only
-if no input at all could be read.
+(``frame`` is null for images), plus ``"annotated"``, the path of the annotated copy, with ``--annotate``.
+An unreadable file, an image without a face or a video without any face gives one line with an ``error``
+field, and the run goes on. The exit status is 1 only if no input at all could be read.
+
+Faces are found by OpenCV's Haar cascade on a copy of at most ``--detect_max_side`` px (1024), and must measure
+``--min_face_size`` px (30) and ``--min_face_fraction`` of the image's shorter side (1/16): a large photo's texture
+gives no false faces, and a crowd's small faces need ``--min_face_fraction 0`` (:mod:`modeling.inference.faces`).
+The annotated copies (``--annotate DIR``) keep each photo's name, relative folder and format (a JPEG stays a JPEG),
+at most 2048 px on their longer side (:mod:`modeling.inference.annotate`); video frames become JPEGs.
 """
 
 from __future__ import annotations
@@ -21,16 +27,27 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, TextIO
 
 import numpy as np
 import torch
 
 from ..cli import UsageError, run_main, user_errors
-from .faces import Box, FaceDetector, HaarFaceDetector, crop_face
+from .faces import DETECT_MAX_SIDE, MIN_FACE_FRACTION, Box, FaceDetector, HaarFaceDetector, crop_face
+from .media import (
+    VIDEO_EXTENSIONS,
+    copy_bases,
+    copy_format,
+    copy_name,
+    draw_faces,
+    expand_inputs,
+    iter_video_frames,
+    read_image,
+    save_copy,
+)
 from .precision import INFERENCE_PRECISIONS as PRECISIONS
 from .predictor import RUNTIMES, FERPredictor, NotAnImageClassifierError
 from .shipped import default_model_dir, holds_model
@@ -39,8 +56,6 @@ logger = logging.getLogger(__name__)
 
 # Tight face crops (FER+, RAF-DB aligned, an already cropped photo) hold too little context for the detector.
 NO_FACE_HINT = "if the inputs already are face crops, pass --no_detect"
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm"}
-VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -53,10 +68,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="Local model directory or Hub id of an image classifier (default: the model shipped with the package)",
     )
     p.add_argument("--output", default="-", help="JSON lines file (default: stdout)")
-    p.add_argument("--annotate", default=None, help="Folder for copies of the images with boxes and labels drawn")
+    p.add_argument(
+        "--annotate",
+        default=None,
+        help="Folder for copies of the images with boxes and labels drawn, named and formatted as the inputs\n"
+        "(folders mirrored; at most 2048 px); each JSON line names its copy",
+    )
     p.add_argument("--no_detect", action="store_true", help="Treat every image as a face crop (no face detection)")
     p.add_argument("--margin", type=float, default=0.2, help="Context around a detected face, fraction of its size")
     p.add_argument("--min_face_size", type=int, default=30, help="Smallest face the detector reports, in pixels")
+    p.add_argument(
+        "--min_face_fraction",
+        type=float,
+        default=MIN_FACE_FRACTION,
+        help=f"Smallest face the detector reports, as a fraction of the image's shorter side (default\n"
+        f"{MIN_FACE_FRACTION:g} = 1/16: no false faces in a large photo's texture); 0 for crowds of small faces",
+    )
+    p.add_argument(
+        "--detect_max_side",
+        type=int,
+        default=DETECT_MAX_SIDE,
+        help=f"Faces are searched on a copy whose longer side is at most this (default {DETECT_MAX_SIDE});\n"
+        "0: at full size (slow on large photos; with --min_face_fraction 0, finds smaller faces)",
+    )
     p.add_argument("--every_n_frames", type=int, default=10, help="Classify one video frame in N")
     p.add_argument("--batch_size", type=int, default=64, help="Faces per forward pass")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
@@ -90,6 +124,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("--every_n_frames and --batch_size must be positive")
     if args.threads is not None and args.threads < 1:
         p.error("--threads must be positive")
+    if args.min_face_size < 1 or not 0 <= args.min_face_fraction < 1 or args.detect_max_side < 0:
+        p.error("--min_face_size must be positive, --min_face_fraction in [0, 1) and --detect_max_side >= 0")
     if args.bf16:
         if args.precision not in (None, "bf16"):
             p.error(f"--bf16 contradicts --precision {args.precision}")
@@ -98,70 +134,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.onnx and args.precision not in ("auto", "fp32"):
         p.error(f"--precision {args.precision} does not apply to --onnx: the ONNX graph fixes the arithmetic")
     return args
-
-
-def expand_inputs(inputs: Sequence[str]) -> list[Path]:
-    """Files as given, folders expanded to their images and videos (sorted, recursive)."""
-    paths: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            media = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
-            paths.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in media))
-        else:
-            paths.append(path)
-    return paths
-
-
-def read_image(path: Path) -> np.ndarray:
-    """``[H, W, 3]`` uint8 RGB, EXIF orientation applied; raises ``OSError``/``ValueError`` if unreadable."""
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as im:
-        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-
-
-def iter_video_frames(path: Path, every_n: int) -> Iterator[tuple[int, np.ndarray]]:
-    """``(frame index, RGB frame)`` for every ``every_n``-th frame; raises ``OSError`` if the video cannot be read."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    try:
-        if not cap.isOpened():
-            raise OSError("OpenCV cannot open it as a video")
-        index, decoded = 0, 0
-        while True:
-            ok = cap.grab()
-            if not ok:
-                break
-            if index % every_n == 0:
-                ok, frame = cap.retrieve()
-                if ok:
-                    decoded += 1
-                    yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            index += 1
-        if decoded == 0:
-            raise OSError("no frame could be decoded")
-    finally:
-        cap.release()
-
-
-def annotate(image: np.ndarray, faces: Sequence[dict[str, Any]]) -> np.ndarray:
-    """A BGR copy of RGB ``image`` with each face's box and ``label score`` drawn."""
-    import cv2
-
-    canvas = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
-    thickness = max(1, round(max(image.shape[:2]) / 300))
-    for face in faces:
-        x, y, w, h = face["box"]
-        cv2.rectangle(canvas, (x, y), (x + w, y + h), (0, 255, 0), thickness)
-        text = f"{face['label']} {face['score']:.2f}"
-        scale = max(0.3, w / 250)
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-        top = max(0, y - th - base - 2)
-        cv2.rectangle(canvas, (x, top), (x + tw + 2, top + th + base + 2), (0, 255, 0), -1)
-        cv2.putText(canvas, text, (x + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness)
-    return canvas
 
 
 @dataclass
@@ -178,12 +150,22 @@ class _Pending:
 class _Runner:
     """Accumulates face crops across images into batches, writes records in input order."""
 
-    def __init__(self, predictor, detector: FaceDetector | None, args: argparse.Namespace, out: TextIO):
+    def __init__(
+        self,
+        predictor,
+        detector: FaceDetector | None,
+        args: argparse.Namespace,
+        out: TextIO,
+        inputs: Sequence[tuple[Path, PurePath]] = (),
+    ):
         self.predictor, self.detector, self.args, self.out = predictor, detector, args, out
         self.queue: list[_Pending] = []
         self.crops: list[np.ndarray] = []
         self.annotate_dir = Path(args.annotate) if args.annotate else None
-        self.used_names: set[str] = set()
+        # input file -> (its name, where its annotated copies go under annotate_dir, without suffix)
+        is_video = [path.suffix.lower() in VIDEO_EXTENSIONS for path, _ in inputs]
+        bases = copy_bases([(path, name, video) for (path, name), video in zip(inputs, is_video)])
+        self.copies = {str(path): (name, bases[path]) for path, name in inputs}
         self.faces = 0
 
     def write(self, record: dict[str, Any]) -> None:
@@ -210,26 +192,26 @@ class _Runner:
         results = self.predictor.predict(self.crops, batch_size=self.args.batch_size)
         i = 0
         for item in self.queue:
+            copy = self._copy_path(item)
             for box in item.boxes:
                 rec = {"file": item.file, "frame": item.frame, "box": [int(v) for v in box], **results[i]}
+                if copy is not None:
+                    rec["annotated"] = str(copy)
                 item.results.append(rec)
                 self.write(rec)
                 i += 1
-            if self.annotate_dir is not None:
-                self._save_annotation(item)
+            if copy is not None:
+                fmt = copy_format(copy.name)[0]
+                save_copy(draw_faces(item.image, item.results), copy, fmt)
         self.faces += i
         self.queue, self.crops = [], []
 
-    def _save_annotation(self, item: _Pending) -> None:
-        import cv2
-
-        stem = Path(item.file).stem + (f"_f{item.frame:06d}" if item.frame is not None else "")
-        name, n = f"{stem}.png", 1
-        while name in self.used_names:
-            name, n = f"{stem}_{n}.png", n + 1
-        self.used_names.add(name)
-        self.annotate_dir.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(self.annotate_dir / name), annotate(item.image, item.results))
+    def _copy_path(self, item: _Pending) -> Path | None:
+        """Where the annotated copy of ``item`` goes (``--annotate``): see :func:`modeling.inference.annotate.copy_bases`."""
+        if self.annotate_dir is None:
+            return None
+        name, base = self.copies.get(item.file) or (PurePath(Path(item.file).name), PurePath(Path(item.file).stem))
+        return self.annotate_dir / copy_name(base, name, item.frame)
 
 
 def run(args: argparse.Namespace, out: TextIO) -> dict[str, int]:
@@ -254,9 +236,16 @@ def run(args: argparse.Namespace, out: TextIO) -> dict[str, int]:
         threads += "; close calls re-run in float32 (--no_recheck: int8 only)"
     print(f"fer-predict: precision: {predictor.precision_why}{threads}", file=sys.stderr)
     print(f"fer-predict: runtime: {predictor.runtime_why}", file=sys.stderr)
-    detector = None if args.no_detect else HaarFaceDetector(min_size=(args.min_face_size, args.min_face_size))
-    runner = _Runner(predictor, detector, args, out)
-    paths = expand_inputs(args.inputs)
+    detector = None
+    if not args.no_detect:
+        detector = HaarFaceDetector(
+            min_size=(args.min_face_size, args.min_face_size),
+            max_side=args.detect_max_side or None,
+            min_fraction=args.min_face_fraction,
+        )
+    inputs = expand_inputs(args.inputs)
+    runner = _Runner(predictor, detector, args, out, inputs)
+    paths = [path for path, _ in inputs]
     counts = {"files": len(paths), "read": 0, "unreadable": 0, "no_face": 0}
     show = not args.no_progress and (any(Path(i).is_dir() for i in args.inputs) or len(paths) > 1)
     for path in tqdm(paths, desc="files", unit="file", disable=not show, file=sys.stderr):
