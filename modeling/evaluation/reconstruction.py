@@ -8,11 +8,14 @@ statistics of the original patch before display (as the MAE demo notebook does; 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from transformers import ViTMAEForPreTraining
+
+COLUMN_TITLES = ("original", "masked", "reconstruction")
 
 
 def _to_uint8(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
@@ -59,6 +62,34 @@ def reconstruct(
     return masked.float().cpu(), recon.float().cpu(), mask.cpu()
 
 
+def _title_font(column_width: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """DejaVu Sans (shipped with matplotlib, a dependency) at the largest size, from 1/8 of the column's width (12 to
+    28 px) down to 8 px, at which the longest title fits a column: FER+ faces are 48 px, 96 px in the grid (11 px)."""
+    import matplotlib
+
+    path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    longest = max(COLUMN_TITLES, key=len)
+    for size in range(min(28, max(12, column_width // 8)), 7, -1):
+        font = ImageFont.truetype(str(path), size)
+        if font.getlength(longest) <= column_width - 4:
+            break
+    return font
+
+
+def _with_titles(grid: Image.Image, columns: int, width: int, pad: int) -> Image.Image:
+    """``grid`` under a white band with ``COLUMN_TITLES`` centred over its ``columns`` columns of ``width`` px."""
+    font = _title_font(width)
+    left, top, right, bottom = font.getbbox("".join(COLUMN_TITLES))
+    band = bottom + 2 * pad + 2
+    titled = Image.new("RGB", (grid.width, grid.height + band), "white")
+    titled.paste(grid, (0, band))
+    draw = ImageDraw.Draw(titled)
+    for col, title in enumerate(COLUMN_TITLES[:columns]):
+        x = pad + col * (width + pad) + (width - font.getlength(title)) / 2
+        draw.text((x, pad + 1), title, fill="black", font=font)
+    return titled
+
+
 def reconstruction_grid(
     model: ViTMAEForPreTraining,
     pixel_values: torch.Tensor,
@@ -67,7 +98,8 @@ def reconstruction_grid(
     seed: int = 0,
     scale: int = 2,
 ) -> Image.Image:
-    """One row per face: original | masked | reconstruction, as a PIL image (upscaled ``scale`` times)."""
+    """One row per face: original | masked | reconstruction, as a PIL image (upscaled ``scale`` times), with the
+    columns' titles on top."""
     masked, recon, _ = reconstruct(model, pixel_values, seed=seed)
     columns = [
         _to_uint8(pixel_values.float().cpu(), mean, std),
@@ -84,4 +116,4 @@ def reconstruction_grid(
     image = Image.fromarray(grid)
     if scale > 1:
         image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
-    return image
+    return _with_titles(image, len(columns), w * scale, pad * scale)
