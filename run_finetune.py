@@ -29,6 +29,7 @@ from modeling.evaluation.metrics import dedup_metrics, fer_metrics, make_compute
 from modeling.inference.precision import apply_training_precision
 from modeling.labels import labels_for
 from modeling.models.drop_path import enable_drop_path
+from modeling.models.file_modes import share_like_other_outputs
 from modeling.models.sizes import MODEL_SIZES
 from modeling.training.fast_input import FaceBatchTransform, PixelCollator, fast_transforms, undecoded
 from modeling.training.finetuning import (
@@ -335,6 +336,8 @@ def main(argv: list[str] | None = None) -> dict:
         if data_args.logit_adjustment:
             results.update(adjust_logits(trainer, train_targets, sample_weights, len(names)))
         trainer.save_model()
+        if trainer.is_world_process_zero():  # safetensors writes 0600; checkpoints too (modeling/models/file_modes.py)
+            share_like_other_outputs(training_args.output_dir)
 
     # 11. Evaluate on validation (the split used for selection).
     if training_args.do_eval:

@@ -25,6 +25,7 @@ from transformers import TrainingArguments, ViTMAEForPreTraining
 
 from modeling.cli import end_distributed, require_dir, run_main
 from modeling.inference.precision import apply_training_precision
+from modeling.models.file_modes import share_like_other_outputs
 from modeling.models.mae import build_mae_for_pretraining, position_tables_are_zero
 from modeling.models.sizes import MODEL_SIZES, image_processor_for, mae_config
 from modeling.training.pretraining import (
@@ -306,6 +307,8 @@ def main(argv: list[str] | None = None) -> dict:
             results.update(start)
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.save_model()
+        if trainer.is_world_process_zero():  # safetensors writes 0600; checkpoints too (modeling/models/file_modes.py)
+            share_like_other_outputs(training_args.output_dir)
         trainer.log_metrics("train", train_result.metrics)
         trainer.save_metrics("train", train_result.metrics)
         trainer.save_state()

@@ -171,7 +171,8 @@ def ship(
     clear_dest(dest)
     try:
         for name in SHIPPED_FILES:
-            shutil.copy2(run_dir / name, dest / name)
+            # a new file with the umask's mode (copy2 copied the run's mode: safetensors writes 0600)
+            shutil.copyfile(run_dir / name, dest / name)
         verify_copy(run_dir, dest)
         config = json.loads((dest / "config.json").read_text(encoding="utf-8"))
         pretraining, details = run_card_facts(run_dir)

@@ -7,4 +7,5 @@
 - ``timm_names``: pure key renames from timm / facebookresearch/mae names to transformers names.
 - ``import_checkpoint``: foreign checkpoints (``.pth``, timm, ``.safetensors``) -> saved transformers models,
   ``python -m modeling.models.import_checkpoint``.
+- ``file_modes``: saved weights get the umask's file mode like every other output (safetensors writes 0600).
 """

@@ -36,6 +36,7 @@ from transformers import AutoConfig, ViTConfig, ViTForImageClassification, ViTMA
 
 from ..cli import run_main
 from ..labels import labels_for
+from .file_modes import share_like_other_outputs
 from .mae_to_vit import HEAD_INIT_STD
 from .sizes import image_processor_for, mae_config, vit_config
 from .timm_names import check_keys, is_decoder_key, timm_to_hf_vit, timm_to_hf_vitmae
@@ -249,6 +250,7 @@ def convert_checkpoint(
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     image_processor_for(model.config.image_size).save_pretrained(out_dir)
+    share_like_other_outputs(out_dir)  # safetensors writes 0600
     logger.info("Saved %s from %s (%d tensors) to %s", describe(model.config), src, len(state_dict), out_dir)
     return out_dir
 
