@@ -2,18 +2,20 @@
 
 The package by concern, one subpackage each:
 
-- ``models``: size presets, MAE initialisation, drop path, MAE -> classifier, foreign checkpoint import;
+- ``models``: size presets, MAE initialisation, drop path, MAE -> classifier, foreign checkpoint import, the
+  convolutional teacher for distillation;
 - ``data``: dataset builders for FER+, RAF-DB, AffectNet and image folders;
 - ``evaluation``: metrics, plots, MAE reconstruction grids;
 - ``training``: the Trainer glue of ``run_mae.py`` / ``run_finetune.py`` and its pure helpers;
-- ``inference``: ``FERPredictor``, the ``fer-predict`` command, faces, precision, export, evaluation reports;
+- ``inference``: ``FERPredictor``, the ``fer-predict`` command, faces, export, evaluation reports;
 - ``hub``: model cards, Hub upload, the model shipped in ``default_model/``;
-- at the top, ``labels`` (the canonical class names) and ``cli`` (one-line user errors), used everywhere.
+- at the top, ``labels`` (the canonical class names), ``cli`` (one-line user errors) and ``precision`` (the
+  arithmetic a CPU or GPU runs well: training and inference both choose by it), used everywhere.
 
 Layers, lowest first. A module imports from its own subpackage or from a lower layer; never from a layer
 above, nor sideways from another subpackage of its own layer (``tests/test_layout.py`` checks this):
 
-    0  modeling (labels, cli)
+    0  modeling (labels, cli, precision)
     1  models, data, evaluation
     2  training, inference
     3  hub
