@@ -1,4 +1,4 @@
-"""Soft-target losses for fine-tuning: mixup/cutmix, label smoothing and FER+ vote distributions.
+"""Soft-target losses for fine-tuning: mixup/cutmix, label smoothing, FER+ vote distributions and distillation.
 
 The Trainer's default loss treats float labels as multi-label targets (BCE, NOTES #8). Every soft
 target used here is a probability distribution over the classes, so the right loss is the
@@ -41,3 +41,48 @@ def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> to
         raise ValueError(f"logits {tuple(logits.shape)} and soft targets {tuple(targets.shape)} must have one shape")
     log_probs = F.log_softmax(logits.float(), dim=-1)
     return -(targets.float() * log_probs).sum(dim=-1).mean()
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    targets: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    alpha: float,
+    temperature: float = 1.0,
+    hard: bool = False,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """``(1 - alpha) * CE(targets, student) + alpha * distillation term``, averaged over the batch.
+
+    student_logits, teacher_logits: ``[N, C]``; targets: ``[N]`` class ids or ``[N, C]`` distributions (FER+ votes,
+    mixup). Soft (Hinton et al. 2015): ``T^2 * KL(softmax(teacher / T) || softmax(student / T))``, the ``T^2``
+    keeping its gradient's scale independent of ``T``. Hard (DeiT, Touvron et al. 2021): cross-entropy with the
+    teacher's argmax. ``alpha=0`` is the plain loss; ``alpha=1`` learns from the teacher alone.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if teacher_logits.shape != student_logits.shape:
+        raise ValueError(
+            f"teacher logits {tuple(teacher_logits.shape)} and student logits {tuple(student_logits.shape)} differ"
+        )
+    student = student_logits.float()
+    teacher = teacher_logits.detach().float()
+    if targets.is_floating_point():
+        base = soft_target_cross_entropy(student, targets)
+    else:
+        base = F.cross_entropy(student, targets, label_smoothing=label_smoothing)
+    if hard:
+        kd = F.cross_entropy(student, teacher.argmax(-1))
+    else:
+        kd = (
+            F.kl_div(
+                F.log_softmax(student / temperature, -1),
+                F.log_softmax(teacher / temperature, -1),
+                reduction="batchmean",
+                log_target=True,
+            )
+            * temperature**2
+        )
+    return (1.0 - alpha) * base + alpha * kd

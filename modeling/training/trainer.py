@@ -12,6 +12,8 @@ Each override calls a pure helper tested on its own:
   ``layer_decay=None`` means 1 (no decay);
 - loss: soft-target cross-entropy when the labels are float ``[N, C]`` distributions (mixup/cutmix, FER+
   vote probabilities; the Trainer's default would be BCE, NOTES #8), else cross-entropy with label smoothing;
+  with a ``teacher``, mixed with the distillation term of :func:`~modeling.training.losses.distillation_loss`
+  on the same (augmented, mixed) training batch the student sees;
 - inputs: uint8 batches (``PixelCollator(on_device=True)``) are normalised on the device
   (:class:`~modeling.training.pixels.NormalizeOnDevice`);
 - checkpoints: resume and best-model restore load every tensor through the model's key renaming, or fail
@@ -36,7 +38,7 @@ from torch import nn
 from transformers import Trainer
 
 from .checkpoints import ExactCheckpointLoading
-from .losses import soft_target_cross_entropy
+from .losses import distillation_loss, soft_target_cross_entropy
 from .lr_decay import param_groups
 from .pixels import NormalizeOnDevice
 from .sampling import EpochSeededWeightedSampler
@@ -65,7 +67,9 @@ class FERTrainer(ExactCheckpointLoading, NormalizeOnDevice, Trainer):
 
     Extra keyword arguments: ``sample_weights`` (``[len(train_dataset)]``, None for the default random
     sampler), ``layer_decay`` (e.g. 0.65; None for no decay), ``label_smoothing`` (integer-label path),
-    ``mixup`` (a :class:`MixupCutmix`, applied to training batches).
+    ``mixup`` (a :class:`MixupCutmix`, applied to training batches), ``teacher`` (a frozen module mapping
+    ``pixel_values`` to logits, e.g. :class:`~modeling.models.teacher.FaceResNet`) with ``distillation_alpha``,
+    ``distillation_temperature`` and ``hard_distillation`` (training batches only; evaluation scores the student).
     """
 
     # compute_loss returns a per-batch mean: let training_step divide it by the accumulation steps.
@@ -78,6 +82,10 @@ class FERTrainer(ExactCheckpointLoading, NormalizeOnDevice, Trainer):
         layer_decay: float | None = None,
         label_smoothing: float = 0.0,
         mixup: MixupCutmix | None = None,
+        teacher: nn.Module | None = None,
+        distillation_alpha: float = 0.5,
+        distillation_temperature: float = 1.0,
+        hard_distillation: bool = False,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
@@ -85,6 +93,15 @@ class FERTrainer(ExactCheckpointLoading, NormalizeOnDevice, Trainer):
         self.layer_decay = layer_decay
         self.label_smoothing = label_smoothing or self.args.label_smoothing_factor
         self.mixup = mixup
+        self.teacher = None
+        if teacher is not None:
+            # Frozen and in eval mode (its batch norms keep their statistics); moved where the student trains.
+            self.teacher = teacher.eval().requires_grad_(False).to(self.args.device, memory_format=torch.channels_last)
+        self.distillation = {
+            "alpha": distillation_alpha,
+            "temperature": distillation_temperature,
+            "hard": hard_distillation,
+        }
 
     def _get_train_sampler(self, train_dataset=None) -> torch.utils.data.Sampler | None:
         if self.sample_weights is None:
@@ -133,7 +150,13 @@ class FERTrainer(ExactCheckpointLoading, NormalizeOnDevice, Trainer):
             inputs["pixel_values"], labels = self.mixup(inputs["pixel_values"], labels)
         outputs = model(**inputs)
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
-        if labels.is_floating_point():
+        if model.training and self.teacher is not None:
+            with torch.no_grad():
+                teacher_logits = self.teacher(inputs["pixel_values"].contiguous(memory_format=torch.channels_last))
+            loss = distillation_loss(
+                logits, labels, teacher_logits, label_smoothing=self.label_smoothing, **self.distillation
+            )
+        elif labels.is_floating_point():
             if labels.shape != logits.shape:
                 raise ValueError(f"soft labels {tuple(labels.shape)} do not match logits {tuple(logits.shape)}")
             loss = soft_target_cross_entropy(logits, labels)
