@@ -159,3 +159,19 @@ def test_copy_names_add_parent_folders_only_on_a_real_clash():
     ]
     assert copy_format("a.JPEG") == ("JPEG", ".JPEG") and copy_format("a.tif") == ("TIFF", ".tif")
     assert copy_format("noext") == ("PNG", ".png")
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--min_face_fraction", "1.5"], "--min_face_fraction must be in [0, 1) (0: no minimum), got 1.5"),
+        (["--detect_max_side", "-1"], "--detect_max_side must be >= 0 (0: the full size), got -1"),
+        (["--min_face_size", "0"], "--min_face_size must be positive, got 0"),
+    ],
+    ids=["fraction", "max_side", "min_size"],
+)
+def test_bad_detection_flags_are_one_line_usage_errors_naming_the_flag(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["photo.jpg", *flags])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"fer-predict: error: {message}"

@@ -124,8 +124,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("--every_n_frames and --batch_size must be positive")
     if args.threads is not None and args.threads < 1:
         p.error("--threads must be positive")
-    if args.min_face_size < 1 or not 0 <= args.min_face_fraction < 1 or args.detect_max_side < 0:
-        p.error("--min_face_size must be positive, --min_face_fraction in [0, 1) and --detect_max_side >= 0")
+    if args.min_face_size < 1:
+        p.error(f"--min_face_size must be positive, got {args.min_face_size}")
+    if not 0 <= args.min_face_fraction < 1:
+        p.error(f"--min_face_fraction must be in [0, 1) (0: no minimum), got {args.min_face_fraction:g}")
+    if args.detect_max_side < 0:
+        p.error(f"--detect_max_side must be >= 0 (0: the full size), got {args.detect_max_side}")
     if args.bf16:
         if args.precision not in (None, "bf16"):
             p.error(f"--bf16 contradicts --precision {args.precision}")
