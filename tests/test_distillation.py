@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from modeling.models.file_modes import output_file_mode
 from modeling.models.teacher import TEACHER_CONFIG, TEACHER_WEIGHTS, FaceResNet, load_teacher, save_teacher
 from modeling.training.losses import distillation_loss, soft_target_cross_entropy
 from modeling.training.trainer import FERTrainer
@@ -36,6 +37,8 @@ def test_a_saved_teacher_reloads_to_the_same_logits_and_a_broken_folder_is_named
     assert not loaded.training
     torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
     assert config == {"architecture": "resnet18", "labels": LABELS, "image_size": 48, "selected_epoch": 7}
+    for name in (TEACHER_WEIGHTS, TEACHER_CONFIG):  # the weights too: safetensors alone would write them 0600
+        assert (tmp_path / "t" / name).stat().st_mode & 0o777 == output_file_mode(), name
     (tmp_path / "t" / TEACHER_WEIGHTS).unlink()
     with pytest.raises(FileNotFoundError, match=TEACHER_WEIGHTS):
         load_teacher(tmp_path / "t")

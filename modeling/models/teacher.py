@@ -21,6 +21,8 @@ import torch
 import torchvision
 from torch import nn
 
+from .file_modes import share_like_other_outputs
+
 TEACHER_WEIGHTS = "teacher.safetensors"
 TEACHER_CONFIG = "teacher.json"
 ARCHITECTURES = ("resnet18",)
@@ -58,6 +60,7 @@ def save_teacher(
     save_file(state, str(path / TEACHER_WEIGHTS))
     config = {"architecture": model.architecture, "labels": list(labels), "image_size": image_size, **(extra or {})}
     (path / TEACHER_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    share_like_other_outputs(path)  # safetensors writes 0600 whatever the umask
     return path
 
 
