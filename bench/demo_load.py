@@ -145,6 +145,18 @@ def connect(url: str, downloads: Path):
     return Client(url, verbose=False, analytics_enabled=False, download_files=str(downloads))
 
 
+def git_commit() -> str | None:
+    """The checkout's commit, ``+`` when files differ from it (None outside a git checkout)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "-uno"], cwd=ROOT, capture_output=True, text=True)
+    except OSError:
+        return None
+    return head.stdout.strip() + ("+" if dirty.stdout.strip() else "") if head.returncode == 0 else None
+
+
 def percentile(values: list[float], q: float) -> float:
     import numpy as np
 
@@ -280,7 +292,10 @@ def main(argv: list[str] | None = None) -> dict:
             flags += ["--queue_size", str(args.queue_size)]
             print(f"setting: concurrency_limit {limit}, torch threads {threads}", file=sys.stderr)
             with drive.serve(folder / "server", model=args.model, threads=None, args=flags) as url:
+                before = os.getloadavg()[0]
                 tally = load(url, folder, photos, model, args)
+                # other processes on the machine show here: the page and its clients alone keep it near 2 at most
+                tally["load_average_1min"] = {"before": round(before, 2), "after": round(os.getloadavg()[0], 2)}
             logged = re.search(r"torch threads (\d+)", (folder / "server" / "server.log").read_text())
             queue = {"default_concurrency_limit": limit, "max_size": args.queue_size, "concurrency_count": None}
             results.append({"queue": queue, "torch_threads": int(logged[1]) if logged else None, **tally})
@@ -297,6 +312,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": shlex.join(["python", "bench/demo_load.py", *(sys.argv[1:] if argv is None else argv)]),
+        "commit": git_commit(),
         "machine": {
             "cpu": cpu_model(),
             "cores": os.cpu_count(),

@@ -67,7 +67,10 @@ class DemoArguments:
         default=0.2, metadata={"help": "Context around a detected face, fraction of its size (fer-predict's --margin)"}
     )
     min_face_size: int = field(default=30, metadata={"help": "Smallest face the detector reports, in pixels"})
-    # The queue's defaults come from bench/demo_load.py (results/demo_load.json): 8 clients uploading photos at once.
+    # The queue's defaults come from bench/demo_load.py (results/demo_load.json): with 8 clients uploading photos at
+    # once on 2 cores, one photo at a time on torch's 2 threads answered 1.10 uploads/s (p95 9.1 s), two at a time on
+    # one thread each 0.97/s (p95 11.0 s), on a machine shared with other jobs. Past queue_size waiting, an upload is
+    # refused at once ("queue is full") rather than kept waiting: 32 is about 30 s at that rate.
     concurrency_limit: int = field(
         default=1,
         metadata={"help": "Photos classified at once; the others wait in the queue (bench/demo_load.py measured it)"},
