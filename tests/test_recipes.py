@@ -1,6 +1,7 @@
 """Every recipe in configs/ parses with its script's parser, so a recipe that stops parsing fails CI."""
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -66,3 +67,25 @@ def test_config_overrides_parse_numbers_and_booleans():
     }
     with pytest.raises(ValueError, match="key=value"):
         parse_overrides("oops")
+
+
+def test_the_outputs_paths_of_the_readme_and_docs_are_the_recipes():
+    """``outputs/...`` in README.md, docs/ and demo/README.md is a recipe's output_dir or model_name_or_path (or
+    under one), or written by the command on its own line (import_checkpoint's output folder): a newcomer who runs
+    the recipes finds the folders the other commands are shown with."""
+    produced = set()
+    for path in RECIPES:
+        recipe = load_recipe(path)
+        produced |= {
+            recipe[k] for k in ("output_dir", "model_name_or_path") if str(recipe.get(k)).startswith("outputs/")
+        }
+    assert {"outputs/mae_tiny", "outputs/ferplus_tiny"} <= produced
+    tiny_mae = load_recipe(ROOT / "configs" / "mae_vit_tiny_ferplus_cpu.json")
+    tiny_finetune = load_recipe(ROOT / "configs" / "finetune_vit_tiny_ferplus_cpu.json")
+    assert tiny_finetune["model_name_or_path"] == tiny_mae["output_dir"]
+    for doc in [ROOT / "README.md", ROOT / "demo" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for line in doc.read_text().splitlines():
+            for found in re.findall(r"outputs/[\w./-]*\w", line):
+                written_here = "import_checkpoint" in line
+                known = any(found == p or found.startswith(p + "/") for p in produced)
+                assert known or written_here, f"{doc.name}: {found} is no recipe's output_dir ({line.strip()})"
