@@ -1,21 +1,32 @@
 #!/usr/bin/env python
 """Fine-tune a vanilla ViT (from an MAE, a ViT/DeiT checkpoint, or scratch) for facial expression recognition.
 
-    python run_finetune.py configs/finetune_vit_tiny_ferplus_cpu.json
-    python run_finetune.py --model_name_or_path outputs/mae --dataset_name rafdb --data_dir /data/RAF-DB \
-        --augmentation regular --weighted_sampler none --do_train --do_eval --do_predict --output_dir out/rafdb
-    torchrun --nproc_per_node 8 run_finetune.py configs/finetune_mae_vitb_affectnet8.json
+Give a JSON recipe from configs/ as the first argument; flags after it override the recipe's values. Without a
+recipe, flags alone (every option below has a default):
 
-Model selection uses the validation split only; ``--do_predict`` scores the official test split once, with the
-selected model, and writes ``test_*`` metrics, ``test_predictions.csv`` and a confusion matrix.
-Recipe defaults follow MAE fine-tuning (He et al. 2022; NOTES #17) and Li (2022).
+    python run_finetune.py configs/finetune_vit_tiny_ferplus_cpu.json --data_dir /data/FERPlus
+    python run_finetune.py --model_name_or_path outputs/mae_tiny --dataset_name rafdb --data_dir /data/RAF-DB \\
+        --augmentation regular --do_train --do_eval --do_predict --output_dir outputs/rafdb
+    torchrun --nproc_per_node 8 run_finetune.py configs/finetune_mae_affectnet_vitb_affectnet8.json
+
+``--model_name_or_path``: an MAE (``run_mae.py``'s output), a ViT/DeiT classifier or backbone (a folder or a Hub id
+``user/name``) or an official ``.pth``; none trains ``--model_size`` from scratch. Model selection uses the
+validation split only; ``--do_predict`` scores the official test split once, with the selected model, and writes
+``test_*`` metrics, ``test_predictions.csv`` and a confusion matrix. Recipe defaults follow MAE fine-tuning (He et
+al. 2022; NOTES #17) and Li (2022). The options: this script's (model, data, training) first, then the Trainer's.
 """
 
 from __future__ import annotations
 
+import sys
+
+from modeling.cli import check_model_argument
+
+if __name__ == "__main__":  # a missing local model fails now, not after torch and transformers load (modeling/cli.py)
+    check_model_argument(sys.argv[1:], "model_name_or_path", "run_finetune.py")
+
 import json
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +35,7 @@ import torch
 import transformers
 from transformers import TrainingArguments
 
-from modeling.cli import UsageError, end_distributed, require_dir, run_main
+from modeling.cli import UsageError, end_distributed, plain_text, require_dir, require_model, run_main
 from modeling.evaluation.metrics import dedup_metrics, fer_metrics, make_compute_metrics, scalar_metrics
 from modeling.inference.precision import apply_training_precision
 from modeling.labels import labels_for
@@ -44,7 +55,7 @@ from modeling.training.finetuning import (
 from modeling.training.pixels import normalize_on_device
 from modeling.training.recipes import ScriptArgumentParser, parse_overrides, parse_script_args
 from modeling.training.sampling import SAMPLING_SCHEMES, class_weights
-from modeling.training.stages import last_checkpoint, scale_learning_rate, setup_logging
+from modeling.training.stages import last_checkpoint, narrow_optim, scale_learning_rate, setup_logging
 from modeling.training.trainer import FERTrainer
 from modeling.training.transforms import AUGMENTATIONS, MixupCutmix, build_eval_transform, build_train_transform
 
@@ -53,6 +64,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class DataTrainingArguments:
+    _argument_group_name = "Data"
+
     dataset_name: str = field(default="ferplus", metadata={"help": "rafdb, affectnet or ferplus."})
     data_dir: str | None = field(default=None, metadata={"help": "The folder of the official download."})
     dataset_config_name: str | None = field(
@@ -121,6 +134,8 @@ class DataTrainingArguments:
 
 @dataclass
 class ModelArguments:
+    _argument_group_name = "Model"
+
     model_name_or_path: str | None = field(
         default=None,
         metadata={
@@ -153,6 +168,8 @@ class ModelArguments:
 
 @dataclass
 class FinetuneTrainingArguments(TrainingArguments):
+    _argument_group_name = "Training (this project's options and recipe defaults)"
+
     base_learning_rate: float = field(default=5e-4, metadata={"help": "lr = base_learning_rate * total_batch / 256."})
     layer_decay: float = field(default=0.65, metadata={"help": "Layer-wise lr decay (MAE: 0.65; 1 disables)."})
     warmup_epochs: float = field(default=5.0, metadata={"help": "Linear warmup epochs before the cosine decay."})
@@ -169,15 +186,28 @@ class FinetuneTrainingArguments(TrainingArguments):
     )
 
 
+def build_parser() -> ScriptArgumentParser:
+    """The script's arguments: a short usage, the docstring as description, its own groups before the Trainer's."""
+    parser = ScriptArgumentParser(
+        (ModelArguments, DataTrainingArguments, FinetuneTrainingArguments),
+        prog="run_finetune.py",
+        usage="%(prog)s RECIPE.json [--flag value ...]\n       %(prog)s --flag value ...",
+        description=plain_text(__doc__),
+    )
+    narrow_optim(parser)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> dict:
     # 1. Arguments: a JSON recipe as the sole argument (flags after it override), or command-line flags. Mistakes
     # are UsageErrors raised here, before anything heavy (one line from the command line: modeling/cli.py).
     from modeling.data import BUILDERS
 
-    parser = ScriptArgumentParser((ModelArguments, DataTrainingArguments, FinetuneTrainingArguments))
     argv = sys.argv[1:] if argv is None else argv
-    model_args, data_args, training_args = parse_script_args(parser, argv, choices={"dataset_name": sorted(BUILDERS)})
+    choices = {"dataset_name": sorted(BUILDERS)}
+    model_args, data_args, training_args = parse_script_args(build_parser(), argv, choices=choices)
     require_dir("--data_dir", data_args.data_dir)
+    require_model("--model_name_or_path", model_args.model_name_or_path)  # not taken for a Hub id (modeling/cli.py)
     if data_args.logit_adjustment and (model_args.save_adapter_only or not training_args.do_train):
         raise UsageError(
             "--logit_adjustment adjusts the model this run trains: it needs --do_train and a merged model"

@@ -1,20 +1,30 @@
 #!/usr/bin/env python
 """MAE pretraining of a vanilla ViT on face images, labels unused.
 
-    python run_mae.py configs/mae_vit_tiny_ferplus_cpu.json
-    python run_mae.py --dataset_name ferplus --data_dir /data/FERPlus --model_size base --output_dir out/mae ...
+Give a JSON recipe from configs/ as the first argument; flags after it override the recipe's values. Without a
+recipe, flags alone (every option below has a default):
+
+    python run_mae.py configs/mae_vit_tiny_ferplus_cpu.json --data_dir /data/FERPlus
+    python run_mae.py --dataset_name ferplus --data_dir /data/FERPlus --model_size base --output_dir outputs/mae ...
     torchrun --nproc_per_node 8 run_mae.py configs/mae_vit_base_affectnet.json
 
 The recipe defaults follow MAE (He et al. 2022, facebookresearch/mae main_pretrain.py): mask ratio 0.75,
 base lr 1.5e-4 scaled by total batch / 256, AdamW betas (0.9, 0.95), weight decay 0.05 (none on norms,
 biases, tokens), warmup then cosine, RandomResizedCrop (0.2, 1) + flip. Li (2022) pretrained ViT-B this way
-for 300 epochs on 269,316 AffectNet faces, without norm_pix_loss.
+for 300 epochs on 269,316 AffectNet faces, without norm_pix_loss. The output folder is what ``run_finetune.py
+--model_name_or_path`` takes. The options: this script's (model, data, training) first, then the Trainer's.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
+
+from modeling.cli import check_model_argument
+
+if __name__ == "__main__":  # a missing local model fails now, not after torch and transformers load (modeling/cli.py)
+    check_model_argument(sys.argv[1:], "model_name_or_path", "run_mae.py")
+
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +33,7 @@ import torch
 import transformers
 from transformers import TrainingArguments, ViTMAEForPreTraining
 
-from modeling.cli import end_distributed, require_dir, run_main
+from modeling.cli import end_distributed, plain_text, require_dir, require_model, run_main
 from modeling.inference.precision import apply_training_precision
 from modeling.models.file_modes import share_like_other_outputs
 from modeling.models.mae import build_mae_for_pretraining, position_tables_are_zero
@@ -35,7 +45,7 @@ from modeling.training.pretraining import (
     stream_image_files,
 )
 from modeling.training.recipes import ScriptArgumentParser, parse_overrides, parse_script_args
-from modeling.training.stages import last_checkpoint, scale_learning_rate, setup_logging
+from modeling.training.stages import last_checkpoint, narrow_optim, scale_learning_rate, setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +54,8 @@ DATASET_NAMES = ("rafdb", "affectnet", "ferplus", "imagefolder")
 
 @dataclass
 class DataTrainingArguments:
+    _argument_group_name = "Data"
+
     dataset_name: str = field(
         default="ferplus",
         metadata={"help": f"One or more of {DATASET_NAMES}, comma-separated; their train splits are concatenated."},
@@ -96,6 +108,8 @@ class DataTrainingArguments:
 
 @dataclass
 class ModelArguments:
+    _argument_group_name = "Model"
+
     model_name_or_path: str | None = field(
         default=None,
         metadata={
@@ -124,6 +138,8 @@ class ModelArguments:
 
 @dataclass
 class MAETrainingArguments(TrainingArguments):
+    _argument_group_name = "Training (this project's options and recipe defaults)"
+
     base_learning_rate: float = field(
         default=1.5e-4, metadata={"help": "lr = base_learning_rate * total_batch_size / 256 (MAE)."}
     )
@@ -199,14 +215,27 @@ def load_model(model_args: ModelArguments, cache_dir: str | None) -> ViTMAEForPr
     return model
 
 
+def build_parser() -> ScriptArgumentParser:
+    """The script's arguments: a short usage, the docstring as description, its own groups before the Trainer's."""
+    parser = ScriptArgumentParser(
+        (ModelArguments, DataTrainingArguments, MAETrainingArguments),
+        prog="run_mae.py",
+        usage="%(prog)s RECIPE.json [--flag value ...]\n       %(prog)s --flag value ...",
+        description=plain_text(__doc__),
+    )
+    narrow_optim(parser)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> dict:
     # 1. Arguments: a JSON recipe as the sole argument (flags after it override), or command-line flags.
     # Mistakes are UsageErrors raised here, before anything heavy (one line from the command line: modeling/cli.py).
     argv = sys.argv[1:] if argv is None else argv
-    parser = ScriptArgumentParser((ModelArguments, DataTrainingArguments, MAETrainingArguments))
-    model_args, data_args, training_args = parse_script_args(parser, argv, choices={"dataset_name": DATASET_NAMES})
+    choices = {"dataset_name": DATASET_NAMES}
+    model_args, data_args, training_args = parse_script_args(build_parser(), argv, choices=choices)
     for data_dir in data_args.data_dirs:
         require_dir("--data_dir", data_dir)
+    require_model("--model_name_or_path", model_args.model_name_or_path)  # not taken for a Hub id (modeling/cli.py)
 
     # 2. Logging.
     setup_logging(training_args, __name__)

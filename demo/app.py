@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from modeling.cli import run_main
+from modeling.cli import plain_text, require_model, run_main
 from modeling.inference.faces import Box, FaceDetector, HaarFaceDetector, crop_face, to_rgb
 from modeling.inference.media import draw_faces, read_image
 from modeling.inference.predictor import FERPredictor, NotAnImageClassifierError
@@ -232,6 +232,7 @@ class DemoApp:
         with self._lock:
             if model not in self._predictors:
                 logger.info("Loading model %s", model)
+                require_model("", model)  # a missing local folder typed in the box is not looked up on the Hub
                 predictor = FERPredictor(model, device=self.device)
                 while len(self._predictors) >= 2:
                     self._predictors.pop(next(iter(self._predictors)))
@@ -345,8 +346,9 @@ def resolve_model(model: str | None) -> tuple[str | None, str | None]:
 
 def main(argv: Sequence[str] | None = None):
     # 1. Arguments: flags, or a JSON file of them as the sole argument (modeling/training/recipes.py).
-    parser = ScriptArgumentParser(DemoArguments)
+    parser = ScriptArgumentParser(DemoArguments, prog="demo/app.py", description=plain_text(__doc__))
     (args,) = parse_script_args(parser, sys.argv[1:] if argv is None else argv)
+    require_model("--model", args.model)  # a missing local folder stops here, not after retries on the Hub
 
     # 2. Logging.
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)

@@ -176,7 +176,10 @@ def test_a_missing_model_or_source_folder_is_one_error_line_and_status_2_in_ever
 
 # The entry points, as a newcomer meets them (each run imports torch and transformers: a few seconds).
 def test_run_finetune_from_the_shell_names_the_misspelled_flag_in_one_line():
-    line = _one_error_line(_run("run_finetune.py", str(FINETUNE_RECIPE), "--num_train_epoch", "3"), "run_finetune.py")
+    # a model that is there: a missing one is reported first, before the script imports torch (tests/test_model_paths.py)
+    model = ["--model_name_or_path", "modeling/default_model"]
+    proc = _run("run_finetune.py", str(FINETUNE_RECIPE), "--num_train_epoch", "3", *model)
+    line = _one_error_line(proc, "run_finetune.py")
     assert line.endswith("unknown flag --num_train_epoch; did you mean --num_train_epochs?")
 
 

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..cli import MissingFileError, run_main
+from ..cli import MissingFileError, require_model, run_main
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--private", action="store_true", help="Create the repository as private")
     p.add_argument("--commit_message", default="Upload FER model")
     args = p.parse_args(argv)
+    require_model("", args.model_dir)
     url = push_model_dir(args.model_dir, args.repo_id, private=args.private, commit_message=args.commit_message)
     print(f"pushed {args.model_dir} to {url}")
     return 0

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from ..cli import MissingFileError, UsageError, UserError, run_main, user_errors
+from ..cli import MissingFileError, UsageError, UserError, require_model, run_main, user_errors
 from ..inference.predictor import NotAnImageClassifierError, _check_is_image_classifier
 from ..labels import FERPLUS_LABELS
 from .model_card import write_model_card
@@ -208,6 +208,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     args = parse_args(argv)
+    require_model("", args.run_dir)
     dest = ship(args.run_dir, args.dest, args.peers, args.recipe, args.compute, args.max_mib)
     print(f"shipped {args.run_dir} to {dest}: {', '.join(SHIPPED_FILES)} and {CARD}")
     return 0

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cli import UsageError, run_main, user_errors
+from ..cli import UsageError, require_model, run_main, user_errors
 from ..evaluation.metrics import dedup_metrics, fer_metrics
 from ..labels import remap_indices
 from .precision import INFERENCE_PRECISIONS
@@ -169,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     args = parse_args(argv)
+    require_model("", args.model)  # a missing local folder is not taken for a Hub id
     with user_errors(NotAnImageClassifierError):
         predictor = FERPredictor(
             args.model,

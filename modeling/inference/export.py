@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..cli import run_main, user_errors
+from ..cli import require_model, run_main, user_errors
 from .predictor import NotAnImageClassifierError, _check_is_image_classifier
 
 logger = logging.getLogger(__name__)
@@ -160,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="Fail if the max abs logit difference exceeds this (default 1e-4; 0.1 with --int8)",
     )
     args = p.parse_args(argv)
+    require_model("", args.model_dir)  # a missing local folder is not taken for a Hub id
     if args.tolerance is None:
         args.tolerance = 0.1 if args.int8 else 1e-4
     with user_errors(NotAnImageClassifierError):  # MODEL_DIR missing, or not a saved image classifier

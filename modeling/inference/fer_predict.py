@@ -35,7 +35,7 @@ from typing import Any, TextIO
 import numpy as np
 import torch
 
-from ..cli import UsageError, run_main, user_errors
+from ..cli import HelpFormatter, UsageError, plain_text, require_model, run_main, user_errors
 from .faces import DETECT_MAX_SIDE, MIN_FACE_FRACTION, Box, FaceDetector, HaarFaceDetector, crop_face
 from .media import (
     VIDEO_EXTENSIONS,
@@ -59,7 +59,7 @@ NO_FACE_HINT = "if the inputs already are face crops, pass --no_detect"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="fer-predict", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(prog="fer-predict", description=plain_text(__doc__), formatter_class=HelpFormatter)
     p.add_argument("inputs", nargs="+", help="Image files, folders (searched recursively) or video files")
     p.add_argument(
         "--model",
@@ -324,6 +324,7 @@ def _main(argv: Sequence[str] | None) -> int:
     for item in args.inputs:  # the model used to be the first positional argument: say so, do not classify its PNGs
         if Path(item).is_dir() and holds_model(Path(item)):
             raise UsageError(f"{item} is a model folder, not an input: pass it as --model {item}")
+    require_model("--model", args.model)  # a missing local folder is not taken for a Hub id (modeling/cli.py)
     default = args.model is None
     if default:
         args.model = str(default_model_dir())  # NoDefaultModelError (a UserError) says to pass --model

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import ViTForImageClassification
 
-from ..cli import run_main
+from ..cli import require_model, run_main
 from ..evaluation.metrics import fer_metrics
 from .fast_input import FaceBatchTransform, PixelCollator, undecoded
 
@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--pixels", action="store_true", help="Also probe the raw pixels")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    require_model("", args.model)  # a missing local folder is not taken for a Hub id
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     splits = load_fer_dataset(

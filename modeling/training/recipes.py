@@ -11,26 +11,58 @@ possible; the scripts' entry points print them as one line (:func:`modeling.cli.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, get_type_hints
 
 from transformers import HfArgumentParser
 
-from ..cli import UsageError, did_you_mean
+from ..cli import HelpFormatter, UsageError, did_you_mean
+
+TRAINER_GROUP = "Trainer options (transformers.TrainingArguments)"
 
 
 class ScriptArgumentParser(HfArgumentParser):
     """``HfArgumentParser`` for the scripts: flags are never abbreviated (``--learning_rat`` is a typo, as it is
     after a recipe), and argparse's errors are raised as :class:`UsageError` instead of printing the usage of
-    every ``TrainingArguments`` field."""
+    every ``TrainingArguments`` field.
+
+    ``--help`` shows one group per dataclass, titled by its ``_argument_group_name`` (a class attribute, as
+    ``HfArgumentParser`` reads it), in the order given; a ``TrainingArguments`` subclass gives two, the fields it
+    declares (this project's options and the Trainer defaults it changes) and then :data:`TRAINER_GROUP`.
+    """
 
     def __init__(self, dataclass_types, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        self.narrowed: dict[str, tuple[str, ...]] = {}
         super().__init__(dataclass_types, allow_abbrev=False, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
+
+    def _add_dataclass_arguments(self, dtype) -> None:
+        # Loaded already where a dataclass derives from it; importing it here would cost the demo seconds (peft).
+        trainer_args = getattr(sys.modules.get("transformers.training_args"), "TrainingArguments", None)
+        if trainer_args is None or not issubclass(dtype, trainer_args) or dtype is trainer_args:
+            return super()._add_dataclass_arguments(dtype)
+        own = set(inspect.get_annotations(dtype))
+        hints = get_type_hints(dtype)
+        mine = self.add_argument_group(getattr(dtype, "_argument_group_name", "Training"))
+        trainer = self.add_argument_group(TRAINER_GROUP)
+        for field in dataclasses.fields(dtype):
+            if field.init:
+                field.type = hints[field.name]
+                self._parse_dataclass_field(mine if field.name in own else trainer, field)
+
+    def narrow(self, name: str, choices: Sequence[str], help: str) -> None:
+        """Restricts the option ``--name`` to ``choices``, with ``help`` saying why (``--optim``: the trainers build
+        AdamW only). A recipe's value is checked against them too (:func:`parse_script_args`)."""
+        (action,) = [a for a in self._actions if a.dest == name]
+        action.choices, action.help = list(choices), help
+        self.narrowed[name] = tuple(choices)
 
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
@@ -52,9 +84,9 @@ def parse_script_args(
 ) -> tuple[Any, ...]:
     """A JSON recipe as the sole argument (optionally followed by ``--key value`` overrides), or flags.
 
-    ``choices``: the allowed values of some string arguments (each item of a comma-separated value), checked
-    before the dataclasses are built. Unknown flags and keys, refused choices and the values the dataclasses'
-    ``__post_init__`` refuses are raised as :class:`UsageError`.
+    ``choices``: the allowed values of some string arguments (each item of a comma-separated value), with those of
+    :meth:`ScriptArgumentParser.narrow`, checked before the dataclasses are built. Unknown flags and keys, refused
+    choices and the values the dataclasses' ``__post_init__`` refuses are raised as :class:`UsageError`.
     """
     argv = list(argv)
     names = {f.name for dtype in parser.dataclass_types for f in dataclasses.fields(dtype) if f.init}
@@ -72,7 +104,7 @@ def parse_script_args(
         namespace, remaining = parser.parse_known_args(args=argv)
         _refuse_unknown(remaining, names)
         values = vars(namespace)
-    for name, allowed in (choices or {}).items():
+    for name, allowed in {**getattr(parser, "narrowed", {}), **(choices or {})}.items():
         items = [item.strip() for item in str(values.get(name) or "").split(",") if item.strip()]
         for item in (i for i in items if i not in allowed):
             raise UsageError(f"--{name} {item!r}: choose one of {list(allowed)}{did_you_mean(item, allowed)}")

@@ -17,6 +17,17 @@ from .pretraining import absolute_learning_rate, warmup_fraction
 
 logger = logging.getLogger(__name__)
 
+# The --optim values both scripts take: FERTrainer builds torch AdamW over layer-decayed parameter groups
+# (trainer.adamw_implementation), and MAE pretrains with AdamW, betas (0.9, 0.95) (NOTES #16).
+ADAMW_OPTIMS = ("adamw_torch_fused", "adamw_torch")
+OPTIM_HELP = "AdamW: adamw_torch_fused (fused kernels; default) or adamw_torch (torch's default loop)"
+
+
+def narrow_optim(parser) -> None:
+    """``--optim`` limited to :data:`ADAMW_OPTIMS` in the parser's help and checks: the Trainer lists some 40
+    optimizers, and any other one ended in a traceback (issue 28)."""
+    parser.narrow("optim", ADAMW_OPTIMS, OPTIM_HELP)
+
 
 def setup_logging(training_args: TrainingArguments, *names: str) -> None:
     """Log to stdout at the Trainer's per-process level, for ``modeling``, the given loggers and the HF libraries."""
