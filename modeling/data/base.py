@@ -30,6 +30,20 @@ logger = logging.getLogger(__name__)
 
 # Bump when a builder's output for the same raw files changes, so that old caches are not reused.
 CODE_VERSION = "1"
+# The packed FER+ splits that modeling.data.ferplus_layout unpacks.
+PACKED_FERPLUS = "*_images.npz"
+
+
+def packed_ferplus_hint(root: Path) -> str:
+    """A line for layout errors when ``root`` holds this project's packed FER+ (``train_images.npz``, ...; the copy
+    in ``../shared/data/ferplus``), which no builder reads: the converter writes the official layout from it."""
+    packed = sorted(path.name for path in Path(root).glob(PACKED_FERPLUS))
+    if not packed:
+        return ""
+    return (
+        f"{root} holds this project's packed FER+ ({', '.join(packed)}), not a layout the builders read: write the "
+        f"official one with `python -m modeling.data.ferplus_layout {root} DEST`, then pass --data_dir DEST\n"
+    )
 
 
 class FerBuilder(datasets.GeneratorBasedBuilder):
@@ -85,7 +99,8 @@ class FerBuilder(datasets.GeneratorBasedBuilder):
 
     @classmethod
     def layout_text(cls, root: Path) -> str:
-        return f"Expected {cls.DATASET} layout under {root}:\n{cls.LAYOUT}"
+        """The expected files, after a line naming the converter when ``root`` holds the packed FER+ instead."""
+        return packed_ferplus_hint(root) + f"Expected {cls.DATASET} layout under {root}:\n{cls.LAYOUT}"
 
     @classmethod
     def fingerprint(cls, root: Path) -> str:

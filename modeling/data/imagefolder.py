@@ -113,9 +113,13 @@ class FaceFolder(FerBuilder):
         return datasets.DatasetInfo(description="Face images from a folder tree", features=datasets.Features(features))
 
     def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
+        folders = self.split_folders()
+        if not any(path.suffix.lower() in EXTENSIONS for folder in folders.values() for path in _files(folder)):
+            # else datasets fails later on the empty split with a traceback ("corresponds to no data")
+            raise DatasetLayoutError(f"no image found under {self.root}\n{self.layout_text(self.root)}")
         return [
             datasets.SplitGenerator(name=split, gen_kwargs={"split": split, "folder": folder})
-            for split, folder in self.split_folders().items()
+            for split, folder in folders.items()
         ]
 
     def _generate_examples(self, split: str, folder: Path) -> Iterator[tuple[str, dict]]:

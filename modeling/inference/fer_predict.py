@@ -11,8 +11,9 @@ stderr.
 
 One line per face: ``{"file", "frame", "box": [x, y, w, h], "label", "score", "scores"}``
 (``frame`` is null for images), plus ``"annotated"``, the path of the annotated copy, with ``--annotate``.
-An unreadable file, an image without a face or a video without any face gives one line with an ``error``
-field, and the run goes on. The exit status is 1 only if no input at all could be read.
+A missing or unreadable file, an image without a face or a video without any face gives one line with an ``error``
+field, and the run goes on. The exit status is 1 only if no input at all could be read, and 2 (before the model
+loads) if nothing is there to read: only missing files and folders without images or videos.
 
 Faces are found by OpenCV's Haar cascade on a copy of at most ``--detect_max_side`` px (1024), and must measure
 ``--min_face_size`` px (30) and ``--min_face_fraction`` of the image's shorter side (1/16): a large photo's texture
@@ -35,9 +36,10 @@ from typing import Any, TextIO
 import numpy as np
 import torch
 
-from ..cli import HelpFormatter, UsageError, plain_text, require_model, run_main, user_errors
+from ..cli import HelpFormatter, MissingFileError, UsageError, plain_text, require_model, run_main, user_errors
 from .faces import DETECT_MAX_SIDE, MIN_FACE_FRACTION, Box, FaceDetector, HaarFaceDetector, crop_face
 from .media import (
+    IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
     copy_bases,
     copy_format,
@@ -250,9 +252,14 @@ def run(args: argparse.Namespace, out: TextIO) -> dict[str, int]:
     inputs = expand_inputs(args.inputs)
     runner = _Runner(predictor, detector, args, out, inputs)
     paths = [path for path, _ in inputs]
-    counts = {"files": len(paths), "read": 0, "unreadable": 0, "no_face": 0}
+    counts = {"files": len(paths), "read": 0, "missing": 0, "unreadable": 0, "no_face": 0}
     show = not args.no_progress and (any(Path(i).is_dir() for i in args.inputs) or len(paths) > 1)
     for path in tqdm(paths, desc="files", unit="file", disable=not show, file=sys.stderr):
+        if not path.exists():  # named on the command line (a folder's files exist)
+            runner.flush()  # keep the output in input order
+            counts["missing"] += 1
+            runner.write({"file": str(path), "frame": None, "error": "no such file"})
+            continue
         if path.suffix.lower() in VIDEO_EXTENSIONS:
             found, frames = 0, 0
             try:
@@ -310,6 +317,34 @@ def recheck_summary(predictor: FERPredictor) -> str:
     return line + f", {c['after_switch']} from face {start} on in float32 alone: {predictor.float32_why})"
 
 
+def _holds_media(folder: Path) -> bool:
+    media = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+    return any(path.suffix.lower() in media and path.is_file() for path in folder.rglob("*"))
+
+
+def check_inputs(inputs: Sequence[str]) -> None:
+    """Before the model loads: a folder without images or videos is named on stderr, with the extensions read, and
+    when nothing is left to read (only such folders and missing files) the run stops with a :class:`MissingFileError`
+    naming them."""
+    problems = {}
+    for item in inputs:
+        if not Path(item).exists():
+            problems[item] = "no such file"
+        elif Path(item).is_dir() and not _holds_media(Path(item)):
+            problems[item] = "the folder holds no images or videos"
+    note = (
+        f"fer-predict reads {' '.join(sorted(IMAGE_EXTENSIONS))} images and {' '.join(sorted(VIDEO_EXTENSIONS))} "
+        "videos, in subfolders too"
+    )
+    if all(item in problems for item in inputs):
+        listed = "; ".join(f"{item}: {problem}" for item, problem in problems.items())
+        empty = any(problem != "no such file" for problem in problems.values())
+        raise MissingFileError(f"nothing to read: {listed}" + (f" ({note})" if empty else ""))
+    for item, problem in problems.items():
+        if problem != "no such file":  # missing files get their JSON line, in input order
+            print(f"fer-predict: {item}: {problem} ({note})", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``fer-predict`` script: 0, 1 if no input could be read, 2 after one line on stderr for a user error.
 
@@ -325,6 +360,7 @@ def _main(argv: Sequence[str] | None) -> int:
         if Path(item).is_dir() and holds_model(Path(item)):
             raise UsageError(f"{item} is a model folder, not an input: pass it as --model {item}")
     require_model("--model", args.model)  # a missing local folder is not taken for a Hub id (modeling/cli.py)
+    check_inputs(args.inputs)
     default = args.model is None
     if default:
         args.model = str(default_model_dir())  # NoDefaultModelError (a UserError) says to pass --model
