@@ -37,11 +37,11 @@ from transformers import TrainingArguments
 
 from modeling.cli import UsageError, end_distributed, plain_text, require_dir, require_model, run_main
 from modeling.evaluation.metrics import dedup_metrics, fer_metrics, make_compute_metrics, scalar_metrics
-from modeling.inference.precision import apply_training_precision
 from modeling.labels import labels_for
 from modeling.models.drop_path import enable_drop_path
 from modeling.models.file_modes import share_like_other_outputs
 from modeling.models.sizes import MODEL_SIZES
+from modeling.precision import apply_training_precision
 from modeling.training.fast_input import FaceBatchTransform, PixelCollator, fast_transforms, undecoded
 from modeling.training.finetuning import (
     add_lora,

@@ -34,10 +34,10 @@ import transformers
 from transformers import TrainingArguments, ViTMAEForPreTraining
 
 from modeling.cli import end_distributed, plain_text, require_dir, require_model, run_main
-from modeling.inference.precision import apply_training_precision
 from modeling.models.file_modes import share_like_other_outputs
 from modeling.models.mae import build_mae_for_pretraining, position_tables_are_zero
 from modeling.models.sizes import MODEL_SIZES, image_processor_for, mae_config
+from modeling.precision import apply_training_precision
 from modeling.training.pretraining import (
     MAETrainer,
     ReconstructionCallback,

@@ -9,7 +9,7 @@ One training step is forward + backward + fused AdamW on a batch of random image
 the model's cost). FLOPs per step come from torch's flop counter (``torch.utils.flop_counter``: matmuls,
 convolutions and attention, forward and backward); the matmul peak is a square ``--peak_size`` matmul in the same
 dtype and thread count, timed in the same process. The dtype ``auto`` is what ``run_finetune.py`` and
-``run_mae.py`` pick on this CPU (bf16 autocast with bf16 units, else float32: ``modeling/inference/precision.py``).
+``run_mae.py`` pick on this CPU (bf16 autocast with bf16 units, else float32: ``modeling/precision.py``).
 Prints one JSON object; figures are medians of ``--repeats`` timed runs of ``--steps`` steps each.
 """
 
@@ -28,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from modeling.inference.precision import choose_training_precision, cpu_bf16_units, cpu_model  # noqa: E402
+from modeling.precision import choose_training_precision, cpu_bf16_units, cpu_model  # noqa: E402
 
 
 def matmul_peak(dtype: torch.dtype, size: int, repeats: int) -> float:

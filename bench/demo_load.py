@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
         ) from err
     import torch
 
-    from modeling.inference.precision import cpu_bf16_units, cpu_model
+    from modeling.precision import cpu_bf16_units, cpu_model
 
     drive = load_module("demo_browser", ROOT / "demo" / "browser.py")
     page = load_module("demo_app", ROOT / "demo" / "app.py")

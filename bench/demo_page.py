@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
     drive = load_drive()
     if drive.missing():
         raise SystemExit("bench/demo_page.py: " + "; ".join(drive.missing()))
-    from modeling.inference.precision import cpu_bf16_units, cpu_model
+    from modeling.precision import cpu_bf16_units, cpu_model
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

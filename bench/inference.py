@@ -138,7 +138,7 @@ def summary(runs: list[float], n: int) -> dict:
 
 def skip_reason(path: str, device: str) -> str | None:
     """Why ``path`` does not run here, or None."""
-    from modeling.inference.precision import int8_engine, native_bf16_units
+    from modeling.precision import int8_engine, native_bf16_units
 
     on_cpu = torch.device(device).type == "cpu"
     if path == "bf16" and on_cpu and not native_bf16_units():
@@ -338,8 +338,8 @@ def bench_model(name: str, model_dir: Path, trained: bool, crops, args, work: Pa
     from PIL import Image
 
     from modeling.inference.export import export_onnx, quantize_onnx_int8
-    from modeling.inference.precision import choose_inference_precision, int8_engine, native_bf16_units
     from modeling.inference.predictor import FERPredictor
+    from modeling.precision import choose_inference_precision, int8_engine, native_bf16_units
 
     on_cpu = torch.device(args.device).type == "cpu"
     probe = FERPredictor(model_dir, device="cpu", precision="fp32")
@@ -450,7 +450,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from modeling.inference.precision import cpu_bf16_units, cpu_int8_units, cpu_model, native_bf16_units
+    from modeling.precision import cpu_bf16_units, cpu_int8_units, cpu_model, native_bf16_units
 
     with np.load(Path(args.data_dir) / f"{args.split}_images.npz") as z:
         crops = list(z["images"][: args.num_images].copy())

@@ -51,8 +51,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from modeling.inference.export import export_onnx, quantize_onnx_int8
-    from modeling.inference.precision import cpu_int8_units, cpu_model
     from modeling.inference.predictor import FERPredictor
+    from modeling.precision import cpu_int8_units, cpu_model
 
     torch.set_num_threads(1)
     with np.load(Path(args.data_dir) / f"{args.split}_images.npz") as z:

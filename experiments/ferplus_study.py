@@ -261,7 +261,7 @@ def machine(parallel: int) -> str:
     import torch
 
     sys.path.insert(0, str(ROOT))
-    from modeling.inference.precision import cpu_bf16_units, cpu_model
+    from modeling.precision import cpu_bf16_units, cpu_model
 
     gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
     units = ", ".join(cpu_bf16_units()) or "none"

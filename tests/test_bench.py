@@ -67,7 +67,7 @@ def test_bench_script_runs_in_tiny_mode_and_prints_one_json_object_with_its_figu
         assert set(out["input_handoff"]["copy_ms"]) == {"float32_rgb", "uint8_rgb", "uint8_gray"}
         assert out["input_handoff"]["normalize_ms"] > 0
     if script == "cpu_training.py":
-        from modeling.inference.precision import choose_training_precision
+        from modeling.precision import choose_training_precision
 
         bf16, why = choose_training_precision("cpu", "auto", False, out["bf16_units"])
         assert out["scripts_choose"] == why

@@ -65,7 +65,7 @@ def test_the_inference_benchmark_runs_tiny_in_process_and_whole_process_and_comp
 
 def test_paths_that_cannot_run_here_are_skipped_with_the_reason(monkeypatch):
     bench = load_bench()
-    from modeling.inference import precision
+    from modeling import precision
 
     monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
     assert "no bf16 units" in bench.skip_reason("bf16", "cpu")

@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modeling.inference import precision
-from modeling.inference.precision import INT8_MIN_HIDDEN, INT8_MIN_TOKENS, choose_inference_precision
+from modeling import precision
 from modeling.inference.predictor import FERPredictor, NotAnImageClassifierError
 from modeling.labels import FERPLUS_LABELS
 from modeling.models.sizes import image_processor_for
+from modeling.precision import INT8_MIN_HIDDEN, INT8_MIN_TOKENS, choose_inference_precision
 from tests.tiny import tiny_mae_config, tiny_vit_config
 from tests.tiny_classifier import save_tiny_classifier
 

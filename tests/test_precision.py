@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modeling.inference import precision
-from modeling.inference.precision import apply_training_precision, choose_training_precision, cpu_bf16_units
+from modeling import precision
+from modeling.precision import apply_training_precision, choose_training_precision, cpu_bf16_units
 from modeling.training.trainer import FERTrainer
 from tests.test_trainer import RandomImages, make_args, tiny_vit
 

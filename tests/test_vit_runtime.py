@@ -13,11 +13,11 @@ import torch
 from PIL import Image
 
 import modeling
-from modeling.inference.precision import native_bf16_units
 from modeling.inference.predictor import FERPredictor, NotAnImageClassifierError
 from modeling.inference.vit_runtime import WEIGHTS_FILE, load_plain_vit, why_not_plain
 from modeling.labels import FERPLUS_LABELS
 from modeling.models.sizes import image_processor_for
+from modeling.precision import native_bf16_units
 from tests.test_inference import WIDE_ENOUGH_FOR_INT8, save_vit_64
 from tests.tiny import tiny_vit_config
 

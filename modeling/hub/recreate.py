@@ -215,7 +215,7 @@ def recipe_summary() -> str:
 
 
 def machine() -> str:
-    from ..inference.precision import cpu_bf16_units, cpu_model
+    from ..precision import cpu_bf16_units, cpu_model
 
     units = ", ".join(cpu_bf16_units()) or "no bf16 units"
     return f"{os.cpu_count()} cores of an {cpu_model()} ({units})"

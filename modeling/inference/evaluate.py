@@ -29,7 +29,7 @@ import numpy as np
 from ..cli import UsageError, require_model, run_main, user_errors
 from ..evaluation.metrics import dedup_metrics, fer_metrics
 from ..labels import remap_indices
-from .precision import INFERENCE_PRECISIONS
+from ..precision import INFERENCE_PRECISIONS
 from .predictor import FERPredictor, NotAnImageClassifierError
 
 logger = logging.getLogger(__name__)

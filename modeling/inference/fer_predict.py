@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from ..cli import HelpFormatter, MissingFileError, UsageError, plain_text, require_model, run_main, user_errors
+from ..precision import INFERENCE_PRECISIONS as PRECISIONS
 from .faces import DETECT_MAX_SIDE, MIN_FACE_FRACTION, Box, FaceDetector, HaarFaceDetector, crop_face
 from .media import (
     IMAGE_EXTENSIONS,
@@ -50,7 +51,6 @@ from .media import (
     read_image,
     save_copy,
 )
-from .precision import INFERENCE_PRECISIONS as PRECISIONS
 from .predictor import RUNTIMES, FERPredictor, NotAnImageClassifierError
 from .shipped import default_model_dir, holds_model
 

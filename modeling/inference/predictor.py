@@ -5,7 +5,7 @@ stacks crops of equal size and resizes, rescales and normalises them in a few to
 (bilinear with antialias, the resampling of the model's image processor), then runs the model
 under ``torch.inference_mode()`` or through ONNX Runtime.
 
-The arithmetic (``precision``) is chosen by the hardware unless forced (:func:`modeling.inference.precision.
+The arithmetic (``precision``) is chosen by the hardware unless forced (:func:`modeling.precision.
 choose_inference_precision`): bf16 autocast on CUDA and on CPUs with bf16 units (AMX, AVX512-BF16), where it ran
 2.47x ``pipeline()``; int8 dynamic quantization of the linear layers on other CPUs (AVX2-only EPYCs), where bf16 is
 emulated and float32 left the predictor no faster than ``pipeline()`` (the ViT's matmuls are nearly all the time).
@@ -27,14 +27,14 @@ import torch
 import torch.nn.functional as F
 
 from ..cli import UsageError
-from .faces import to_gray, to_rgb
-from .precision import (
+from ..precision import (
     choose_inference_precision,
     cpu_has_bf16,  # noqa: F401  (re-exported: modeling.inference.predictor.cpu_has_bf16)
     int8_engine,
     int8_has_vnni,
     native_bf16_units,
 )
+from .faces import to_gray, to_rgb
 from .vit_runtime import as_pair, inspect_plain, load_plain_vit
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ RUNTIMES = ("auto", "transformers", "plain")
 # Faces run in both int8 and float32 to set the int8 close-call threshold (FERPredictor._recheck).
 RECHECK_CALIBRATION_FACES = 8
 # The faces after those whose share of close calls decides whether int8 is worth keeping, and the share above which
-# float32 alone runs instead, by whether fbgemm has VNNI (modeling.inference.precision.int8_has_vnni). int8 with
+# float32 alone runs instead, by whether fbgemm has VNNI (modeling.precision.int8_has_vnni). int8 with
 # re-runs costs i + r * f per face (i: int8, f: float32, r: share re-run), float32 alone f: int8 gains nothing once
 # r > 1 - i/f. In process, 2 threads, the ViT-S and ViT-B presets at 224 px (bench/RESULTS.md): 0.42 and 0.49 on an
 # AVX2-only EPYC, 0.67 and 0.74 on an EPYC with avx512_vnni; a share near the break-even costs little either way.
@@ -109,7 +109,7 @@ def quantize_linear_int8(model: torch.nn.Module) -> torch.nn.Module:
     }
     with warnings.catch_warnings():
         # torch announces that torch.ao.quantization moves to torchao; while it ships, it is the dependency-free int8
-        # path. Where it is gone, modeling.inference.precision.int8_engine() says so and "auto" keeps float32.
+        # path. Where it is gone, modeling.precision.int8_engine() says so and "auto" keeps float32.
         warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization is deprecated")
         warnings.filterwarnings("ignore", message=r".*quantized tensor creation functions .* are deprecated")
         return quantize_dynamic(model, spec, inplace=True)
