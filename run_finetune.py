@@ -158,12 +158,32 @@ class ModelArguments:
     save_adapter_only: bool = field(
         default=False, metadata={"help": "With LoRA, save the adapter instead of a merged model."}
     )
+    teacher_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Distil from this convolutional teacher (python -m modeling.training.teacher output; same "
+            "classes, trained on the same faces). A training aid: the saved model stays a plain ViT."
+        },
+    )
+    distillation_alpha: float = field(
+        default=0.5, metadata={"help": "With --teacher_dir: weight of the teacher's term in the loss, in [0, 1]."}
+    )
+    distillation_temperature: float = field(
+        default=1.0, metadata={"help": "With --teacher_dir: softmax temperature T of the soft term (scaled by T^2)."}
+    )
+    hard_distillation: bool = field(
+        default=False, metadata={"help": "With --teacher_dir: learn the teacher's argmax instead (DeiT's hard form)."}
+    )
 
     def __post_init__(self):
         if self.model_size not in MODEL_SIZES:
             raise ValueError(f"model_size must be one of {MODEL_SIZES}, got {self.model_size!r}")
         if not 0.0 <= self.drop_path < 1.0:
             raise ValueError(f"drop_path must be in [0, 1), got {self.drop_path}")
+        if not 0.0 <= self.distillation_alpha <= 1.0:
+            raise ValueError(f"distillation_alpha must be in [0, 1], got {self.distillation_alpha}")
+        if self.distillation_temperature <= 0:
+            raise ValueError(f"distillation_temperature must be > 0, got {self.distillation_temperature}")
 
 
 @dataclass
@@ -336,6 +356,25 @@ def main(argv: list[str] | None = None) -> dict:
             seed=training_args.seed + training_args.process_index,
         )
 
+    teacher = None
+    if model_args.teacher_dir is not None:
+        from modeling.models.teacher import load_teacher
+
+        require_dir("--teacher_dir", model_args.teacher_dir)
+        teacher, teacher_config = load_teacher(model_args.teacher_dir)
+        if teacher_config["labels"] != names:
+            raise UsageError(
+                f"--teacher_dir {model_args.teacher_dir}: its classes {teacher_config['labels']} differ from the "
+                f"dataset's {names}"
+            )
+        logger.info(
+            "Distilling from %s (%s, alpha %g, T %g)",
+            model_args.teacher_dir,
+            "hard" if model_args.hard_distillation else "soft",
+            model_args.distillation_alpha,
+            model_args.distillation_temperature,
+        )
+
     # 9. Trainer.
     trainer = FERTrainer(
         model=model,
@@ -349,6 +388,10 @@ def main(argv: list[str] | None = None) -> dict:
         layer_decay=training_args.layer_decay,
         label_smoothing=0.0 if mixup is not None else data_args.label_smoothing,
         mixup=mixup,
+        teacher=teacher,
+        distillation_alpha=model_args.distillation_alpha,
+        distillation_temperature=model_args.distillation_temperature,
+        hard_distillation=model_args.hard_distillation,
     )
 
     results: dict = {"learning_rate": training_args.learning_rate, "total_batch_size": total_batch}
@@ -513,6 +556,12 @@ def _recipe_summary(model_args, data_args, training_args, state, total_batch: in
         rows["Training labels"] = (
             f"the '{data_args.dataset_config_name}' protocol, selected and scored on "
             f"'{data_args.eval_dataset_config_name}'"
+        )
+    if model_args.teacher_dir:
+        kind = "hard (the teacher's argmax)" if model_args.hard_distillation else "soft"
+        rows["Distillation"] = (
+            f"{kind}, from a ResNet-18 teacher trained on the same training faces ({Path(model_args.teacher_dir).name}),"
+            f" alpha {model_args.distillation_alpha:g}, T {model_args.distillation_temperature:g}; the model is a plain ViT"
         )
     return rows
 

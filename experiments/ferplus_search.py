@@ -31,6 +31,7 @@ from ferplus_study import SHARED_FERPLUS, TINY_MODEL, add_time, machine, run, se
 
 FINETUNE = "configs/search_ferplus_finetune.json"
 MAE = "configs/search_ferplus_mae.json"
+TEACHER = "modeling.training.teacher"  # a module run with -m: the convolutional teacher has no JSON recipe
 
 P6_LONG = ["--patch_size", "6", "--num_train_epochs", "10", "--warmup_epochs", "1", "--augmentation", "regular",
            "--layer_decay", "0.75", "--drop_path", "0.1"]  # fmt: skip
@@ -88,11 +89,32 @@ TRIALS: dict[str, dict] = {
         "flags": [*P6_LONG, "--weighted_sampler", "sqrt", *VOTES],
         "init": "mae20_p6",
     },
+    # Issue 26, distillation (DeiT): a ResNet-18 trained here on the same training faces and targets (vote
+    # distributions, sqrt sampler, regular augmentation), selected on validation; then ft10_reg_sqrt_votes with
+    # the teacher's logits on the same augmented batch mixed into the loss. The teacher is a training aid only.
+    "teacher_r18": {
+        "recipe": TEACHER,
+        "about": "ResNet-18 teacher (24x24 first stage), 20 epochs, SGD, votes + sqrt sampler, regular aug",
+        "flags": ["--epochs", "20"],
+    },
+    "ft10_reg_sqrt_votes_kd": {
+        "recipe": FINETUNE,
+        "about": "ft10_reg_sqrt_votes + soft distillation from teacher_r18 (alpha 0.5, T 1)",
+        "flags": [*P6_LONG, "--weighted_sampler", "sqrt", *VOTES, "--distillation_alpha", "0.5"],
+        "init": "mae20_p6",
+        "teacher": "teacher_r18",
+    },
 }
 
 
 def trial_command(name: str, data_dir: Path, work: Path, cache: Path, tiny: bool) -> list[str]:
     trial = TRIALS[name]
+    if trial["recipe"] == TEACHER:
+        cmd = [sys.executable, "-m", TEACHER, "--data_dir", str(data_dir), "--cache_dir", str(cache),
+               "--output_dir", str(work / name), *trial["flags"]]  # fmt: skip
+        if tiny:
+            cmd += ["--epochs", "1", "--max_steps_per_epoch", "2", "--batch_size", "8", "--num_workers", "0"]
+        return cmd
     is_mae = trial["recipe"] == MAE
     script = "run_mae.py" if is_mae else "run_finetune.py"
     data = data_dir / "FER2013Train" if is_mae else data_dir
@@ -100,6 +122,8 @@ def trial_command(name: str, data_dir: Path, work: Path, cache: Path, tiny: bool
            "--output_dir", str(work / name), *trial["flags"]]  # fmt: skip
     if trial.get("init"):
         cmd += ["--model_name_or_path", str(work / trial["init"])]
+    if trial.get("teacher"):
+        cmd += ["--teacher_dir", str(work / trial["teacher"])]
     if tiny:
         overrides = TINY_MODEL if is_mae else TINY_MODEL.split(",decoder")[0]
         cmd += ["--config_overrides", overrides, "--max_steps", "2", "--save_strategy", "steps", "--save_steps", "1"]
@@ -112,16 +136,36 @@ def finished(out: Path) -> bool:
     return done.exists() and "train_runtime" in json.loads(done.read_text())
 
 
+def script_of(trial: dict) -> str:
+    return {MAE: "run_mae.py", TEACHER: f"python -m {TEACHER}"}.get(trial["recipe"], "run_finetune.py")
+
+
+def teacher_selection(out: Path) -> dict:
+    """The teacher's validation figures after each epoch (``history.json``), in :func:`selection`'s shape."""
+    history = json.loads((out / "history.json").read_text())
+    selected = json.loads((out / "all_results.json").read_text())["selected_epoch"]
+    return {
+        "val_accuracy_per_eval": [[r["epoch"], r["epoch"], r["eval_accuracy"]] for r in history],
+        "val_balanced_accuracy_per_eval": [r["eval_balanced_accuracy"] for r in history],
+        "val_macro_f1_per_eval": [r["eval_macro_f1"] for r in history],
+        "val_accuracy_flip_per_eval": [r["eval_accuracy_flip"] for r in history],
+        "selected_step": selected,
+        "selected_is_last": selected == history[-1]["epoch"],
+        "cpu_hours": sum(r["cpu_s"] for r in history) / 3600,
+    }
+
+
 def record(name: str, out: Path) -> dict:
     trial = TRIALS[name]
     results = json.loads((out / "all_results.json").read_text())
     row = {
         "trial": name,
         "about": trial["about"],
-        "script": "run_mae.py" if trial["recipe"] == MAE else "run_finetune.py",
+        "script": script_of(trial),
         "recipe": trial["recipe"],
         "flags": trial["flags"],
         "init": trial.get("init"),
+        **({"teacher": trial["teacher"]} if trial.get("teacher") else {}),
         "minutes": json.loads((out / "study_time.json").read_text())["seconds"] / 60,
         "train_images_per_s": results.get("train_samples_per_second"),
         "epochs": results.get("epoch"),
@@ -131,6 +175,9 @@ def record(name: str, out: Path) -> dict:
     }
     if row["script"] == "run_mae.py":
         row.update(eval_start_loss=results.get("eval_start_loss"), eval_loss=results.get("eval_loss"))
+    elif trial["recipe"] == TEACHER:
+        row.update({k: results.get(f"eval_{k}") for k in ("accuracy", "balanced_accuracy", "macro_f1")})
+        row.update(teacher_selection(out))
     else:
         row.update({k: results.get(f"eval_{k}") for k in ("accuracy", "balanced_accuracy", "macro_f1")})
         row.update(selection(out))
@@ -196,11 +243,11 @@ def main(argv: list[str] | None = None) -> dict:
         data_dir = unpack_ferplus(work / "ferplus_official")
     cache = work / "cache"
 
-    # MAE trials one at a time on every core; then the fine-tuning trials (which may start from those MAEs),
-    # --parallel at a time on an equal share of the cores each.
+    # MAE and teacher trials one at a time on every core; then the fine-tuning trials (which may start from those
+    # MAEs and learn from those teachers), --parallel at a time on an equal share of the cores each.
     cores = os.cpu_count() or 2
     pending = [n for n in names if not finished(work / n)]
-    maes = [n for n in pending if TRIALS[n]["recipe"] == MAE]
+    maes = [n for n in pending if TRIALS[n]["recipe"] in (MAE, TEACHER)]
 
     def do(name: str, threads: int) -> None:
         out = work / name

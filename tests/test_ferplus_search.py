@@ -25,11 +25,24 @@ def test_search_runs_an_mae_trial_then_a_fine_tuning_trial_from_it_and_never_sco
             "flags": ferplus_search.VOTES,
             "init": "mae_tiny",
         },
+        "teacher_tiny": {"recipe": ferplus_search.TEACHER, "about": "a teacher", "flags": ["--epochs", "3"]},
+        "ft_kd": {
+            "recipe": ferplus_search.FINETUNE,
+            "about": "distilled",
+            "flags": [*ferplus_search.VOTES, "--distillation_alpha", "0.5"],
+            "init": "mae_tiny",
+            "teacher": "teacher_tiny",
+        },
     }
     monkeypatch.setattr(ferplus_search, "TRIALS", trials)
     # The MAE first on both cores, then the two fine-tuning trials side by side (they start from it).
     report = ferplus_search.main(["--tiny", "--work_dir", str(tmp_path), "--parallel", "2"])
-    mae, ft, votes = report["trials"]
+    mae, ft, votes, teacher, kd = report["trials"]
+    # The teacher ran before the fine-tuning trials (its own script, 1 epoch with --tiny) and taught ft_kd.
+    assert teacher["script"] == "python -m modeling.training.teacher" and 0 <= teacher["accuracy"] <= 1
+    assert [e for _, e, _ in teacher["val_accuracy_per_eval"]] == [1] and teacher["selected_is_last"]
+    assert kd["teacher"] == "teacher_tiny" and 0 <= kd["accuracy"] <= 1
+    assert "Distillation" in (tmp_path / "ft_kd" / "README.md").read_text()
     assert "threads" not in mae or mae["threads"] >= ft["threads"]
     assert ft["threads"] == votes["threads"] == max(1, (os.cpu_count() or 2) // 2)
     assert (
@@ -59,7 +72,12 @@ def test_every_search_trial_parses_with_its_script():
     finally:
         sys.path.remove(str(ROOT / "experiments"))
         sys.path.remove(str(ROOT / "tests"))
+    from modeling.training.teacher import parse_args as teacher_args
+
     for name, trial in ferplus_search.TRIALS.items():
+        if trial["recipe"] == ferplus_search.TEACHER:
+            assert teacher_args(["--data_dir", "d", "--output_dir", "o", *trial["flags"]]).epochs > 0, name
+            continue
         path = ROOT / trial["recipe"]
         model_args, data_args, training_args = parse_script_args(parser_for(path), [str(path), *trial["flags"]])
         assert data_args.data_dir, name

@@ -285,6 +285,35 @@ def test_trains_on_fer_plus_vote_distributions_while_selecting_and_scoring_on_th
     assert "ferplus" in card and "majority" in card
 
 
+def test_distilling_from_a_teacher_trains_a_plain_vit_and_refuses_a_teacher_of_other_classes(
+    pretrained, ferplus_mini_dir, tmp_path, monkeypatch
+):
+    from transformers import ViTForImageClassification
+
+    from modeling.cli import UsageError
+    from modeling.models.teacher import FaceResNet, save_teacher
+    from modeling.training import trainer as trainer_module
+
+    torch.manual_seed(0)
+    save_teacher(FaceResNet(len(FERPLUS_LABELS)), tmp_path / "teacher", FERPLUS_LABELS, 48)
+    calls = []
+    real = trainer_module.distillation_loss
+    monkeypatch.setattr(trainer_module, "distillation_loss", lambda *a, **k: calls.append(k) or real(*a, **k))
+    out = tmp_path / "ft"
+    extra = {"dataset_config_name": "probability", "eval_dataset_config_name": "majority", "max_steps": 2}
+    extra.update(num_train_epochs=1, teacher_dir=str(tmp_path / "teacher"), distillation_alpha=0.3)
+    run_finetune_main(finetune_args(pretrained, ferplus_mini_dir, out, tmp_path / "cache", **extra))
+    assert len(calls) == 2 and calls[0]["alpha"] == 0.3 and calls[0]["temperature"] == 1.0  # one per training step
+    model = ViTForImageClassification.from_pretrained(out)  # a plain ViT: nothing of the teacher is saved
+    assert not any("teacher" in k or k.startswith("net.") for k in model.state_dict())
+    assert "Distillation" in (out / "README.md").read_text()
+
+    save_teacher(FaceResNet(3), tmp_path / "other", ["a", "b", "c"], 48)
+    extra.update(teacher_dir=str(tmp_path / "other"))
+    with pytest.raises(UsageError, match="its classes"):
+        run_finetune_main(finetune_args(pretrained, ferplus_mini_dir, tmp_path / "ft2", tmp_path / "cache", **extra))
+
+
 def test_logit_adjustment_folds_the_validation_chosen_shift_into_the_saved_model(
     pretrained, ferplus_mini_dir, tmp_path
 ):
