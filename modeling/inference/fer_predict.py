@@ -19,7 +19,7 @@ Faces are found by OpenCV's Haar cascade on a copy of at most ``--detect_max_sid
 ``--min_face_size`` px (30) and ``--min_face_fraction`` of the image's shorter side (1/16): a large photo's texture
 gives no false faces, and a crowd's small faces need ``--min_face_fraction 0`` (:mod:`modeling.inference.faces`).
 The annotated copies (``--annotate DIR``) keep each photo's name, relative folder and format (a JPEG stays a JPEG),
-at most 2048 px on their longer side (:mod:`modeling.inference.annotate`); video frames become JPEGs.
+at most 2048 px on their longer side (:mod:`modeling.inference.media`); video frames become JPEGs.
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ class _Runner:
         self.queue, self.crops = [], []
 
     def _copy_path(self, item: _Pending) -> Path | None:
-        """Where the annotated copy of ``item`` goes (``--annotate``): see :func:`modeling.inference.annotate.copy_bases`."""
+        """Where the annotated copy of ``item`` goes (``--annotate``): see :func:`modeling.inference.media.copy_bases`."""
         if self.annotate_dir is None:
             return None
         name, base = self.copies.get(item.file) or (PurePath(Path(item.file).name), PurePath(Path(item.file).stem))
