@@ -35,7 +35,7 @@ import torch
 import transformers
 from transformers import TrainingArguments
 
-from modeling.cli import UsageError, end_distributed, plain_text, require_dir, require_model, run_main
+from modeling.cli import UsageError, end_distributed, require_dir, require_model, run_main
 from modeling.evaluation.metrics import dedup_metrics, fer_metrics, make_compute_metrics, scalar_metrics
 from modeling.labels import labels_for
 from modeling.models.drop_path import enable_drop_path
@@ -55,7 +55,7 @@ from modeling.training.finetuning import (
 from modeling.training.pixels import normalize_on_device
 from modeling.training.recipes import ScriptArgumentParser, parse_overrides, parse_script_args
 from modeling.training.sampling import SAMPLING_SCHEMES, class_weights
-from modeling.training.stages import last_checkpoint, narrow_optim, scale_learning_rate, setup_logging
+from modeling.training.stages import last_checkpoint, scale_learning_rate, script_parser, setup_logging
 from modeling.training.trainer import FERTrainer
 from modeling.training.transforms import AUGMENTATIONS, MixupCutmix, build_eval_transform, build_train_transform
 
@@ -208,14 +208,9 @@ class FinetuneTrainingArguments(TrainingArguments):
 
 def build_parser() -> ScriptArgumentParser:
     """The script's arguments: a short usage, the docstring as description, its own groups before the Trainer's."""
-    parser = ScriptArgumentParser(
-        (ModelArguments, DataTrainingArguments, FinetuneTrainingArguments),
-        prog="run_finetune.py",
-        usage="%(prog)s RECIPE.json [--flag value ...]\n       %(prog)s --flag value ...",
-        description=plain_text(__doc__),
+    return script_parser(
+        (ModelArguments, DataTrainingArguments, FinetuneTrainingArguments), "run_finetune.py", __doc__
     )
-    narrow_optim(parser)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -33,7 +33,7 @@ import torch
 import transformers
 from transformers import TrainingArguments, ViTMAEForPreTraining
 
-from modeling.cli import end_distributed, plain_text, require_dir, require_model, run_main
+from modeling.cli import end_distributed, require_dir, require_model, run_main
 from modeling.models.file_modes import share_like_other_outputs
 from modeling.models.mae import build_mae_for_pretraining, position_tables_are_zero
 from modeling.models.sizes import MODEL_SIZES, image_processor_for, mae_config
@@ -45,7 +45,7 @@ from modeling.training.pretraining import (
     stream_image_files,
 )
 from modeling.training.recipes import ScriptArgumentParser, parse_overrides, parse_script_args
-from modeling.training.stages import last_checkpoint, narrow_optim, scale_learning_rate, setup_logging
+from modeling.training.stages import last_checkpoint, scale_learning_rate, script_parser, setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -217,14 +217,7 @@ def load_model(model_args: ModelArguments, cache_dir: str | None) -> ViTMAEForPr
 
 def build_parser() -> ScriptArgumentParser:
     """The script's arguments: a short usage, the docstring as description, its own groups before the Trainer's."""
-    parser = ScriptArgumentParser(
-        (ModelArguments, DataTrainingArguments, MAETrainingArguments),
-        prog="run_mae.py",
-        usage="%(prog)s RECIPE.json [--flag value ...]\n       %(prog)s --flag value ...",
-        description=plain_text(__doc__),
-    )
-    narrow_optim(parser)
-    return parser
+    return script_parser((ModelArguments, DataTrainingArguments, MAETrainingArguments), "run_mae.py", __doc__)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -13,7 +13,9 @@ import sys
 from transformers import TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
+from ..cli import plain_text
 from .pretraining import absolute_learning_rate, warmup_fraction
+from .recipes import ScriptArgumentParser
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +29,19 @@ def narrow_optim(parser) -> None:
     """``--optim`` limited to :data:`ADAMW_OPTIMS` in the parser's help and checks: the Trainer lists some 40
     optimizers, and any other one ended in a traceback (issue 28)."""
     parser.narrow("optim", ADAMW_OPTIMS, OPTIM_HELP)
+
+
+def script_parser(dataclass_types: tuple, prog: str, doc: str) -> ScriptArgumentParser:
+    """A training script's arguments: a short usage naming the JSON recipe, ``doc`` (the script's docstring) as the
+    description, its own argument groups before the Trainer's, and ``--optim`` narrowed (:func:`narrow_optim`)."""
+    parser = ScriptArgumentParser(
+        dataclass_types,
+        prog=prog,
+        usage="%(prog)s RECIPE.json [--flag value ...]\n       %(prog)s --flag value ...",
+        description=plain_text(doc),
+    )
+    narrow_optim(parser)
+    return parser
 
 
 def setup_logging(training_args: TrainingArguments, *names: str) -> None:
