@@ -49,6 +49,11 @@ MAX_CHARTS = 12  # bar charts for the largest faces only; a crowd photo would ma
 PHOTO_FORMATS = "JPEG, PNG, WebP, BMP, GIF or TIFF"
 
 
+def page_threads(torch_threads: int | None, concurrency_limit: int, cores: int) -> int:
+    """torch's threads for the page: as asked, else the cores shared among the photos classified at once."""
+    return torch_threads or max(1, cores // concurrency_limit)
+
+
 @dataclass
 class DemoArguments:
     model: str | None = field(
@@ -68,11 +73,13 @@ class DemoArguments:
     )
     min_face_size: int = field(default=30, metadata={"help": "Smallest face the detector reports, in pixels"})
     # The queue's defaults come from bench/demo_load.py (results/demo_load.json): with 8 clients uploading photos at
-    # once on 2 cores, one photo at a time on torch's 2 threads answered 1.10 uploads/s (p95 9.1 s), two at a time on
-    # one thread each 0.97/s (p95 11.0 s), on a machine shared with other jobs. Past queue_size waiting, an upload is
-    # refused at once ("queue is full") rather than kept waiting: 32 is about 30 s at that rate.
+    # once on an idle 2-core EPYC, two photos at a time on one thread each answered 2.35 uploads/s (p95 4.1 s), one at
+    # a time on torch's 2 threads 1.47/s (p95 6.5 s): the face search and the image work around the model run on one
+    # thread, so a second request fills the other core. (Beside other jobs, load average about 7, the order was
+    # reversed and both slower: 0.97/s against 1.10/s.) Past queue_size waiting, an upload is refused at once
+    # ("queue is full") rather than kept waiting: 32 is about 15 s at that rate.
     concurrency_limit: int = field(
-        default=1,
+        default=2,
         metadata={"help": "Photos classified at once; the others wait in the queue (bench/demo_load.py measured it)"},
     )
     queue_size: int = field(
@@ -80,7 +87,8 @@ class DemoArguments:
         metadata={"help": "Uploads waiting at most; past it the page says the queue is full (0: no limit)"},
     )
     torch_threads: int | None = field(
-        default=None, metadata={"help": "torch's CPU threads (default: torch's, one per core)"}
+        default=None,
+        metadata={"help": "torch's CPU threads (default: the cores shared among the photos classified at once)"},
     )
 
     def __post_init__(self):
@@ -352,8 +360,8 @@ def main(argv: Sequence[str] | None = None):
 
     # 2. Logging.
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    if args.torch_threads:  # before the model loads; Gradio's worker threads inherit it
-        torch.set_num_threads(args.torch_threads)
+    # Before the model loads; Gradio's worker threads inherit it.
+    torch.set_num_threads(page_threads(args.torch_threads, args.concurrency_limit, os.cpu_count() or 1))
 
     # 3. Model: the one asked for, else the shipped one; without either, the page says how to choose one.
     model, notice = resolve_model(args.model)

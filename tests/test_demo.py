@@ -253,6 +253,11 @@ def test_the_queue_flags_parse_and_the_four_triggers_share_one_concurrency_group
     parser = ScriptArgumentParser(demo_app.DemoArguments)
     (args,) = parse_script_args(parser, ["--concurrency_limit", "2", "--queue_size", "0", "--torch_threads", "1"])
     assert (args.concurrency_limit, args.queue_size, args.torch_threads) == (2, 0, 1)
+    # The measured default (results/demo_load.json): two photos at once, the cores shared among them.
+    (default,) = parse_script_args(parser, [])
+    assert (default.concurrency_limit, default.queue_size, default.torch_threads) == (2, 32, None)
+    assert demo_app.page_threads(None, 2, 2) == 1 and demo_app.page_threads(None, 1, 2) == 2
+    assert demo_app.page_threads(None, 4, 2) == 1 and demo_app.page_threads(3, 2, 2) == 3  # asked for: kept
     for argv in (["--concurrency_limit", "0"], ["--queue_size", "-1"], ["--torch_threads", "0"]):
         with pytest.raises(UsageError):
             parse_script_args(parser, argv)
