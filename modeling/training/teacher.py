@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..cli import require_dir, run_main
+from ..cli import HelpFormatter, plain_text, require_dir, run_main
 from ..models.teacher import FaceResNet, save_teacher
 
 logger = logging.getLogger(__name__)
@@ -46,8 +46,8 @@ def cosine_lr(step: int, total: int, warmup: int, peak: float) -> float:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m modeling.training.teacher",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=plain_text(__doc__.split("\n\n")[0]),
+        formatter_class=HelpFormatter,  # argparse's own added "(default: None)" after a help that gives the default
     )
     p.add_argument("--data_dir", required=True, help="The official FER+ folders (FER2013Train/, FER2013Valid/, ...)")
     p.add_argument("--cache_dir", default=None, help="Prepared datasets (default: the datasets library's cache)")
@@ -148,8 +148,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         state = torch.load(out / RESUME_FILE, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        start, best = int(state["epoch"]), float(state["best"])
-        history = json.loads((out / HISTORY_FILE).read_text())
+        start = int(state["epoch"])
+        history = json.loads((out / HISTORY_FILE).read_text())[:start]
+        best = max(row["eval_accuracy"] for row in history)
         logger.info("Resumed after epoch %d (best validation accuracy %.4f)", start, best)
     for epoch in range(start, args.epochs):
         model.train()
@@ -189,9 +190,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             save_teacher(model, out, names, args.image_size, {"selected_epoch": epoch + 1, "eval": metrics})
         (out / HISTORY_FILE).write_text(json.dumps(history, indent=1) + "\n")
         tmp = out / (RESUME_FILE + ".tmp")
-        torch.save(
-            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "best": best}, tmp
-        )
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1}, tmp)
         os.replace(tmp, out / RESUME_FILE)  # a kill mid-write leaves the previous epoch's checkpoint whole
     selected = max(history, key=lambda r: r["eval_accuracy"])  # the first of equals, as the saving above
     result = {
