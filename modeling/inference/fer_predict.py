@@ -48,6 +48,7 @@ from .media import (
     draw_faces,
     expand_inputs,
     iter_video_frames,
+    media_files,
     read_image,
     save_copy,
 )
@@ -317,11 +318,6 @@ def recheck_summary(predictor: FERPredictor) -> str:
     return line + f", {c['after_switch']} from face {start} on in float32 alone: {predictor.float32_why})"
 
 
-def _holds_media(folder: Path) -> bool:
-    media = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
-    return any(path.suffix.lower() in media and path.is_file() for path in folder.rglob("*"))
-
-
 def check_inputs(inputs: Sequence[str]) -> None:
     """Before the model loads: a folder without images or videos is named on stderr, with the extensions read, and
     when nothing is left to read (only such folders and missing files) the run stops with a :class:`MissingFileError`
@@ -330,7 +326,7 @@ def check_inputs(inputs: Sequence[str]) -> None:
     for item in inputs:
         if not Path(item).exists():
             problems[item] = "no such file"
-        elif Path(item).is_dir() and not _holds_media(Path(item)):
+        elif Path(item).is_dir() and next(media_files(Path(item)), None) is None:
             problems[item] = "the folder holds no images or videos"
     note = (
         f"fer-predict reads {' '.join(sorted(IMAGE_EXTENSIONS))} images and {' '.join(sorted(VIDEO_EXTENSIONS))} "

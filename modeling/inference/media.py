@@ -31,6 +31,12 @@ TEXT_COLOR = (0, 0, 0)
 FRAME_FORMAT, FRAME_SUFFIX = "JPEG", ".jpg"
 
 
+def media_files(folder: Path) -> Iterator[Path]:
+    """The images and videos under ``folder``, recursively, in file-system order."""
+    media = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+    return (p for p in folder.rglob("*") if p.suffix.lower() in media and p.is_file())
+
+
 def expand_inputs(inputs: Sequence[str]) -> list[tuple[Path, PurePath]]:
     """``(file, its name)``: files as given, named by their file name; folders expanded to their images and videos
     (sorted, recursive), each named by its path under the folder (the name of its annotated copy, :func:`copy_bases`)."""
@@ -38,8 +44,7 @@ def expand_inputs(inputs: Sequence[str]) -> list[tuple[Path, PurePath]]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            media = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in media)
+            found = sorted(media_files(path))
             paths.extend((p, PurePath(p.relative_to(path))) for p in found)
         else:
             paths.append((path, PurePath(path.name)))
@@ -116,21 +121,16 @@ def draw_faces(
     """An ``[h, w, 3]`` uint8 RGB copy of ``image`` (``[H, W]`` or ``[H, W, 3]``), scaled down so that its longer side
     is at most ``max_side`` (None: full size), with each face's ``box`` (``[x, y, w, h]`` in ``image``'s pixels)
     drawn and ``label score`` written above it (inside, at the top edge of the photo)."""
-    import cv2
     from PIL import Image, ImageDraw
 
-    from .faces import to_rgb
+    from .faces import shrink_for_detection, to_rgb
 
-    rgb = to_rgb(image)
-    height, width = rgb.shape[:2]
-    scale = 1.0 if max_side is None else min(1.0, max_side / max(height, width))
-    if scale < 1:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    rgb, sx, sy = shrink_for_detection(to_rgb(image), max_side)  # the same scaled-down copy the detector searches
     canvas = Image.fromarray(np.ascontiguousarray(rgb))
     draw = ImageDraw.Draw(canvas)
     for face in faces:
-        x, y, w, h = (round(v * scale) for v in face["box"])
+        bx, by, bw, bh = face["box"]
+        x, y, w, h = round(bx * sx), round(by * sy), round(bw * sx), round(bh * sy)
         font_size, line = label_style(canvas.height, canvas.width, min(w, h))
         font, pad = _font(font_size), max(1, font_size // 6)
         draw.rectangle((x, y, x + max(w, 1) - 1, y + max(h, 1) - 1), outline=BOX_COLOR, width=line)
