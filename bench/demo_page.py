@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", default=None, help="Model folder or Hub id (default: the page's, the shipped one)")
     parser.add_argument("--photo", default=None, help="The photo to upload (default: skimage's astronaut)")
     parser.add_argument("--repeats", type=int, default=5, help="Uploads, the first being the warm-up (>= 2)")
-    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of the app (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="OMP_NUM_THREADS of the app (default: the page's own)"
+    )
     parser.add_argument("--out", default=str(ROOT / "results" / "demo"))
     args = parser.parse_args(argv)
     if args.repeats < 2:
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
         "same_answer_every_time": len(set(messages)) == 1,
         "screenshot": str(out / "demo_page.png"),
         "cpu": f"{os.cpu_count()} cores of an {cpu_model()} ({', '.join(cpu_bf16_units()) or 'no bf16 units'})",
-        "app_threads": args.threads or "torch's default",
+        "app_threads": args.threads or "the page's default (the cores shared among the photos classified at once)",
     }
     text = json.dumps(result, indent=2)
     (out / "demo_page.json").write_text(text + "\n")

@@ -88,7 +88,10 @@ class DemoArguments:
     )
     torch_threads: int | None = field(
         default=None,
-        metadata={"help": "torch's CPU threads (default: the cores shared among the photos classified at once)"},
+        metadata={
+            "help": "torch's CPU threads (default: $OMP_NUM_THREADS, else the cores shared among the photos classified "
+            "at once)"
+        },
     )
 
     def __post_init__(self):
@@ -360,8 +363,9 @@ def main(argv: Sequence[str] | None = None):
 
     # 2. Logging.
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    # Before the model loads; Gradio's worker threads inherit it.
-    torch.set_num_threads(page_threads(args.torch_threads, args.concurrency_limit, os.cpu_count() or 1))
+    # Before the model loads; Gradio's worker threads inherit it. An OMP_NUM_THREADS the user set is kept.
+    if args.torch_threads or "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(page_threads(args.torch_threads, args.concurrency_limit, os.cpu_count() or 1))
 
     # 3. Model: the one asked for, else the shipped one; without either, the page says how to choose one.
     model, notice = resolve_model(args.model)
