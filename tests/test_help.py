@@ -143,3 +143,21 @@ def test_recreate_help_says_it_takes_hours_and_explains_work_dir_and_dest(capsys
     assert "It takes hours" in out and "6.52 CPU hours, 3.66 h wall" in out and "recipe_time.json" in out
     assert re.search(r"--work_dir WORK_DIR Where the stages write: .*resumes an interrupted one", out)
     assert re.search(r"--dest DEST Where the last stage ships the selected model .*\(default: \S+default_model\)", out)
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "modeling.hub.ship",
+        "modeling.hub.push",
+        "modeling.hub.recreate",
+        "modeling.inference.export",
+        "modeling.inference.evaluate",
+        "modeling.models.import_checkpoint",
+        "modeling.data.ferplus_layout",
+        "modeling.training.teacher",
+    ],
+)
+def test_module_commands_describe_themselves_without_rest_markup(module):
+    description = _parser_of(importlib.import_module(module)).description
+    assert description and "``" not in description and ":mod:" not in description and ":class:" not in description

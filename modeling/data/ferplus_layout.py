@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..cli import MissingFileError, UsageError, UserError, run_main, user_errors
+from ..cli import MissingFileError, UsageError, UserError, plain_text, run_main, user_errors
 
 # Official folder -> packed split name in ../shared/data/ferplus.
 SPLITS: dict[str, str] = {"FER2013Train": "train", "FER2013Valid": "valid", "FER2013Test": "test"}
@@ -161,7 +161,7 @@ def _row_range(text: str) -> range:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m modeling.data.ferplus_layout",
-        description=__doc__.split("\n\n")[0],
+        description=plain_text(__doc__.split("\n\n")[0]),
         epilog="Test and benchmark data only: never commit or publish the images (../shared/data/README.md).",
     )
     p.add_argument("source", help="The packed FER+ data, e.g. ../shared/data/ferplus")

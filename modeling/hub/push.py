@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..cli import MissingFileError, require_model, run_main
+from ..cli import MissingFileError, plain_text, require_model, run_main
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def push_model_dir(
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    p = argparse.ArgumentParser(prog="python -m modeling.hub.push", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m modeling.hub.push", description=plain_text(__doc__.split("\n\n")[0]))
     p.add_argument("model_dir", help="Saved model directory (save_pretrained output with README.md)")
     p.add_argument("repo_id", help="Hub repository, e.g. user/fer-vit-base")
     p.add_argument("--private", action="store_true", help="Create the repository as private")

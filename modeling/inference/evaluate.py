@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cli import UsageError, require_model, run_main, user_errors
+from ..cli import UsageError, plain_text, require_model, run_main, user_errors
 from ..evaluation.metrics import dedup_metrics, fer_metrics
 from ..labels import remap_indices
 from ..precision import INFERENCE_PRECISIONS
@@ -66,7 +66,9 @@ class EvalArguments:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> EvalArguments:
-    p = argparse.ArgumentParser(prog="python -m modeling.inference.evaluate", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m modeling.inference.evaluate", description=plain_text(__doc__.split("\n\n")[0])
+    )
     p.add_argument("model", help="Local model directory or Hub id")
     p.add_argument("--dataset_name", required=True, help="ferplus, rafdb or affectnet (see modeling.data)")
     p.add_argument("--data_dir", default=None, help="Folder holding the dataset's files")

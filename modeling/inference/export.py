@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..cli import require_model, run_main, user_errors
+from ..cli import plain_text, require_model, run_main, user_errors
 from .predictor import NotAnImageClassifierError, _check_is_image_classifier
 
 logger = logging.getLogger(__name__)
@@ -148,7 +148,9 @@ def check_onnx(
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    p = argparse.ArgumentParser(prog="python -m modeling.inference.export", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m modeling.inference.export", description=plain_text(__doc__.split("\n\n")[0])
+    )
     p.add_argument("model_dir", help="Saved image classifier (save_pretrained output)")
     p.add_argument("output", help="Path of the .onnx file to write")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset version")

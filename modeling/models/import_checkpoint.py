@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, ViTConfig, ViTForImageClassification, ViTMAEConfig, ViTMAEForPreTraining
 
-from ..cli import run_main
+from ..cli import plain_text, run_main
 from ..labels import labels_for
 from .file_modes import share_like_other_outputs
 from .mae_to_vit import HEAD_INIT_STD
@@ -257,7 +257,7 @@ def convert_checkpoint(
 
 def main(argv: Sequence[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(
-        prog="python -m modeling.models.import_checkpoint", description=__doc__.split("\n\n")[0]
+        prog="python -m modeling.models.import_checkpoint", description=plain_text(__doc__.split("\n\n")[0])
     )
     parser.add_argument("src", help="checkpoint: .pth ({'model': ...} or plain state dict) or .safetensors")
     parser.add_argument("out_dir", help="directory for the transformers model and image processor")
