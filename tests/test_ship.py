@@ -256,6 +256,27 @@ def test_the_checked_in_peer_benchmark_scored_the_fer_plus_test_faces_the_limits
     assert section.count("(claim)") == len(peers["claims"]) >= 2 and "fer-pytorch" in section
 
 
+def test_the_previous_default_models_get_a_row_each_and_must_have_scored_the_same_faces(run_dir, peers, tmp_path):
+    old = {"name": "old model", "recipe": "MAE 60 + 40 epochs", "test_samples": 3137, "test_accuracy": 0.7596,
+           "test_balanced_accuracy": 0.6213, "test_macro_f1": 0.5877, "test_dedup_accuracy": 0.7496}  # fmt: skip
+    previous = tmp_path / "shipped_models.json"
+    previous.write_text(json.dumps({"models": [old]}))
+    dest = tmp_path / "default_model"
+    ship_main(run_dir, dest, peers, "--previous", str(previous))
+    text = (dest / "README.md").read_text()
+    assert "| this model | 3137 | 0.7123 | 0.5234 | 0.5345 | 0.7012 |" in text
+    assert "| previous default model: old model | 3137 | 0.7596 | 0.6213 | 0.5877 | 0.7496 |" in text
+    assert "- old model: MAE 60 + 40 epochs" in text
+    previous.write_text(json.dumps({"models": [{**old, "test_samples": 3000}]}))
+    with pytest.raises(UserError, match=r"models\[0\] \(old model\) scored 3000 test faces"):
+        ship.ship(run_dir, dest, peers, previous=previous)
+    previous.write_text(json.dumps({"models": [{"name": "no figures"}]}))
+    with pytest.raises(UserError, match="lacks recipe, test_samples, test_accuracy"):
+        ship.ship(run_dir, dest, peers, previous=previous)
+    # the checked-in record of earlier default models is readable and scored the whole FER+ test split
+    assert ship.read_previous(ship.DEFAULT_PREVIOUS, {"test_samples": 3137})
+
+
 def test_the_runs_own_card_gives_the_starting_point_and_recipe_rows_without_machine_paths(run_dir, peers, tmp_path):
     from modeling.hub.model_card import write_model_card
 

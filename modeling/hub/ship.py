@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from ..cli import MissingFileError, UsageError, UserError, require_model, run_main, user_errors
+from ..cli import MissingFileError, UsageError, UserError, plain_text, require_model, run_main, user_errors
 from ..inference.predictor import NotAnImageClassifierError, _check_is_image_classifier
 from ..labels import FERPLUS_LABELS
 from .model_card import write_model_card
@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DEST = Path(__file__).resolve().parents[1] / "default_model"
 DEFAULT_PEERS = ROOT / "results" / "peers.json"
+DEFAULT_PREVIOUS = ROOT / "results" / "shipped_models.json"
+PREVIOUS_FIELDS: tuple[str, ...] = ("name", "recipe", "test_samples", "test_accuracy", "test_balanced_accuracy")
 WEIGHTS = "model.safetensors"
 CONFUSION_MATRIX = "confusion_matrix_test.png"
 SHIPPED_FILES: tuple[str, ...] = ("config.json", WEIGHTS, "preprocessor_config.json", CONFUSION_MATRIX)
@@ -114,6 +116,28 @@ def read_peers(path: str | Path, results: Mapping[str, Any]) -> dict[str, Any]:
     return peers
 
 
+def read_previous(path: str | Path | None, results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The earlier default models of ``path`` (``{"models": [...]}``, newest first), for the card's comparison;
+    ``[]`` without ``path``. Each must name its recipe and have scored the test faces ``results`` scored."""
+    if path is None:
+        return []
+    path = Path(path)
+    models = _read_json(path, "the earlier default models and their test results").get("models")
+    if not isinstance(models, list):
+        raise UserError(f"{path}: no 'models' list")
+    for i, entry in enumerate(models):
+        missing = [k for k in PREVIOUS_FIELDS if not isinstance(entry, dict) or k not in entry]
+        if missing:
+            raise UserError(f"{path}: models[{i}] lacks {', '.join(missing)}")
+        ours = results.get("test_samples")
+        if ours is not None and int(entry["test_samples"]) != int(ours):
+            raise UserError(
+                f"{path}: models[{i}] ({entry['name']}) scored {entry['test_samples']} test faces and this run "
+                f"{ours}: not comparable"
+            )
+    return models
+
+
 def _logits(model_dir: Path) -> tuple[torch.Tensor, dict[str, list[str]]]:
     """Logits ``[2, num_labels]`` of the model saved in ``model_dir`` on a fixed random input, and its loading info."""
     from transformers import AutoModelForImageClassification
@@ -152,6 +176,7 @@ def ship(
     recipe: str | None = None,
     compute: str | None = None,
     max_mib: float = 25.0,
+    previous: str | Path | None = None,
 ) -> Path:
     """Copies the model of ``run_dir`` into ``dest``, checks the copy and writes its card; returns ``dest``."""
     run_dir, dest = Path(run_dir), Path(dest)
@@ -159,6 +184,7 @@ def ship(
         raise UsageError(f"--max_mib must be positive, got {max_mib}")
     results = check_run_dir(run_dir)
     peer_results = read_peers(peers, results)
+    previous_models = read_previous(previous, results)
     if dest.resolve() == run_dir.resolve():
         raise UsageError(f"--dest {dest} is the run folder itself")
     mib = (run_dir / WEIGHTS).stat().st_size / 2**20
@@ -179,7 +205,7 @@ def ship(
         write_model_card(
             dest,
             results,
-            sections=card_sections(results, peer_results, peers, config, recipe, compute),
+            sections=card_sections(results, peer_results, peers, config, recipe, compute, previous_models),
             dataset_name="ferplus",
             model_name=MODEL_NAME,
             model_dir=shown_path(dest),  # modeling/default_model in a checkout
@@ -195,13 +221,19 @@ def ship(
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m modeling.hub.ship", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m modeling.hub.ship", description=plain_text(__doc__.split("\n\n")[0]))
     p.add_argument("run_dir", help="Output folder of run_finetune.py --do_predict on FER+")
     p.add_argument("--dest", default=str(DEFAULT_DEST), help="Folder to ship to (default: modeling/default_model)")
     p.add_argument("--peers", default=str(DEFAULT_PEERS), help="Peer benchmark JSON of experiments/peers.py")
     p.add_argument("--recipe", default=None, help="The training recipe, one line of markdown for the card")
     p.add_argument("--compute", default=None, help="The compute used (hardware, time), for the card")
     p.add_argument("--max_mib", type=float, default=25.0, help="Refuse weights larger than this many MiB")
+    p.add_argument(
+        "--previous",
+        default=None,
+        help='JSON of the earlier default models and their test results ({"models": [...]}, e.g. '
+        "results/shipped_models.json): one row each in the card's comparison",
+    )
     return p.parse_args(argv)
 
 
@@ -209,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     args = parse_args(argv)
     require_model("", args.run_dir)
-    dest = ship(args.run_dir, args.dest, args.peers, args.recipe, args.compute, args.max_mib)
+    dest = ship(args.run_dir, args.dest, args.peers, args.recipe, args.compute, args.max_mib, args.previous)
     print(f"shipped {args.run_dir} to {dest}: {', '.join(SHIPPED_FILES)} and {CARD}")
     return 0
 

