@@ -36,17 +36,22 @@ def test_tree_cpu_seconds_counts_a_busy_child_and_its_own_children():
         proc.wait()
 
 
-def test_recreate_runs_both_stages_once_records_their_time_and_skips_them_when_done(ferplus_mini_dir, tmp_path):
+def test_recreate_runs_every_stage_once_records_their_time_and_skips_them_when_done(ferplus_mini_dir, tmp_path):
     work = tmp_path / "work"
     summary = recreate.main(["--data_dir", str(ferplus_mini_dir), "--work_dir", str(work), "--tiny", "--no_ship"])
-    assert [a["stage"] for a in summary["attempts"]] == ["mae", "finetune"]
+    assert [a["stage"] for a in summary["attempts"]] == ["mae", "finetune", "teacher", "distil"]
     assert all(a["exit"] == 0 and a["wall_s"] > 0 for a in summary["attempts"])
     assert summary["cpu_hours"] > 0 and summary["wall_hours"] > 0
     mae = json.loads((work / "mae" / "all_results.json").read_text())
     assert "train_runtime" in mae
     ft = json.loads((work / "finetune" / "all_results.json").read_text())
-    assert 0 <= ft["test_accuracy"] <= 1 and "eval_accuracy" in ft  # selected on validation, test scored
-    assert json.loads((work / "finetune" / "config.json").read_text())["hidden_size"] == 32  # from the tiny MAE
+    assert "eval_accuracy" in ft and not any(k.startswith("test_") for k in ft)  # the test split is the last stage's
+    assert (work / "teacher" / "teacher.safetensors").is_file()
+    kd = json.loads((work / "distil" / "all_results.json").read_text())
+    assert 0 <= kd["test_accuracy"] <= 1 and "eval_accuracy" in kd  # selected on validation, test scored once
+    config = json.loads((work / "distil" / "config.json").read_text())
+    assert config["hidden_size"] == 32 and config["architectures"] == ["ViTForImageClassification"]  # a plain ViT
+    assert not list((work / "distil").glob("teacher*"))  # the teacher is a training aid, not part of the model
     again = recreate.main(["--data_dir", str(ferplus_mini_dir), "--work_dir", str(work), "--tiny", "--no_ship"])
     assert again["attempts"] == summary["attempts"]  # nothing ran again
 
@@ -62,4 +67,6 @@ def test_the_cards_recipe_line_states_the_epochs_and_labels_the_configs_set():
     line = recreate.recipe_summary()
     assert f"labels unused ({mae['num_train_epochs']} epochs, `{recreate.MAE_RECIPE}`)" in line
     assert f"'{ft['dataset_config_name']}' protocol" in line and f"({ft['num_train_epochs']} epochs," in line
+    kd = json.loads((recreate.ROOT / recreate.DISTIL_RECIPE).read_text())
+    assert f"{kd['num_train_epochs']} more epochs with soft (alpha {kd['distillation_alpha']}" in line
     assert "python -m modeling.hub.recreate --data_dir DATA" in line

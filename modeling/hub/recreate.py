@@ -1,19 +1,23 @@
 """Re-creates the model shipped in ``modeling/default_model/`` from the FER+ download, with one command.
 
-It takes hours: the recorded run (``results/default_model_recipe/recipe_time.json``) took 6.52 CPU hours, 3.66 h
+It takes hours: the recorded run (``results/default_model_recipe/recipe_time.json``) took 11.47 CPU hours, 6.84 h
 wall, on 2 cores of an AMD EPYC with AVX512-BF16 (bf16 autocast); stop it at any time, the same command goes on.
 
     python -m modeling.hub.recreate --data_dir /data/FERPlus              # from a checkout of this project
     python -m modeling.hub.recreate --data_dir /data/FERPlus --no_ship    # train and score, leave the package alone
 
-Stages, each a run of the package's own scripts with its recipe in ``configs/``:
+Stages, each a run of the package's own commands with its recipe in ``configs/``:
 
 1. MAE pretraining on every image of ``FER2013Train/`` (labels unused; validation and test faces never seen):
    ``configs/default_ferplus_mae.json``.
-2. Fine-tuning from that MAE, the checkpoint selected on the validation split, the test split scored once:
+2. Fine-tuning from that MAE, the checkpoint selected on the validation split:
    ``configs/default_ferplus_finetune.json``.
-3. ``python -m modeling.hub.ship``: the selected model, its card (with the peer comparison of
-   ``results/peers.json``) and confusion matrix, into ``modeling/default_model/``.
+3. A convolutional teacher (ResNet-18) trained on the same training faces: ``python -m modeling.training.teacher``.
+   A training aid only; nothing of it is shipped.
+4. Fine-tuning the stage-2 ViT again with distillation from that teacher, the checkpoint selected on the
+   validation split, the test split scored once: ``configs/default_ferplus_distil.json``.
+5. ``python -m modeling.hub.ship``: the selected model (a plain ViTForImageClassification), its card (with the
+   peer comparison of ``results/peers.json``) and confusion matrix, into ``modeling/default_model/``.
 
 A finished stage is skipped and an interrupted one resumes from its last checkpoint, so after a stop (a killed
 process, the end of a session) the same command simply goes on. Every attempt's wall time and CPU time (user +
@@ -37,6 +41,7 @@ from ..cli import HelpFormatter, UserError, plain_text, require_dir, run_main
 ROOT = Path(__file__).resolve().parents[2]
 MAE_RECIPE = "configs/default_ferplus_mae.json"
 FINETUNE_RECIPE = "configs/default_ferplus_finetune.json"
+DISTIL_RECIPE = "configs/default_ferplus_distil.json"
 HEARTBEAT_S = 5.0
 TINY_MAE = (
     "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,"
@@ -136,8 +141,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--work_dir",
         default=str(ROOT / "outputs" / "default_model_recipe"),
-        help="Where the stages write: their runs with checkpoints (WORK_DIR/mae, WORK_DIR/finetune), logs (mae.log, "
-        "finetune.log), recipe_time.json and the dataset cache; the same WORK_DIR again skips finished stages and "
+        help="Where the stages write: their runs with checkpoints (WORK_DIR/mae, WORK_DIR/finetune, WORK_DIR/teacher, "
+        "WORK_DIR/distil), logs (mae.log, ...), recipe_time.json and the dataset cache; the same WORK_DIR again skips finished stages and "
         "resumes an interrupted one",
     )
     parser.add_argument("--cache_dir", default=None, help="Prepared datasets (default: WORK_DIR/cache)")
@@ -155,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
     data = Path(args.data_dir)
     if not (data / "FER2013Train").is_dir():
         raise UserError(f"--data_dir {data}: no FER2013Train/ folder there (the official FER+ layout)")
-    for script in ("run_mae.py", "run_finetune.py", MAE_RECIPE, FINETUNE_RECIPE):
+    for script in ("run_mae.py", "run_finetune.py", MAE_RECIPE, FINETUNE_RECIPE, DISTIL_RECIPE):
         if not (ROOT / script).is_file():
             raise UserError(f"{ROOT / script} not found: run this from a checkout of the project (git clone)")
     work = Path(args.work_dir).resolve()
@@ -166,14 +171,22 @@ def main(argv: list[str] | None = None) -> dict:
 
     stages = [
         ("mae", "train_runtime", ["run_mae.py", MAE_RECIPE, "--data_dir", str(data / "FER2013Train")]),
-        ("finetune", "test_accuracy", ["run_finetune.py", FINETUNE_RECIPE, "--data_dir", str(data),
-                                       "--model_name_or_path", str(work / "mae")]),
+        # stage 2 is selected on validation only: the test split is scored once, by the last stage
+        ("finetune", "eval_accuracy", ["run_finetune.py", FINETUNE_RECIPE, "--data_dir", str(data),
+                                       "--model_name_or_path", str(work / "mae"), "--do_predict", "false"]),
+        ("teacher", "eval_accuracy", ["-m", "modeling.training.teacher", "--data_dir", str(data)]),
+        ("distil", "test_accuracy", ["run_finetune.py", DISTIL_RECIPE, "--data_dir", str(data),
+                                     "--model_name_or_path", str(work / "finetune"),
+                                     "--teacher_dir", str(work / "teacher")]),
     ]  # fmt: skip
     if args.tiny:
         steps = ["--max_steps", "2", "--save_strategy", "steps", "--save_steps", "1", "--eval_strategy", "steps",
                  "--eval_steps", "1", "--dataloader_num_workers", "0"]  # fmt: skip
         stages[0][2].extend(["--config_overrides", TINY_MAE, *steps])
         stages[1][2].extend(steps)
+        stages[2][2].extend(["--epochs", "1", "--max_steps_per_epoch", "2", "--batch_size", "8",
+                             "--max_eval_samples", "16", "--num_workers", "0"])  # fmt: skip
+        stages[3][2].extend(steps)
     for name, key, cmd in stages:
         out = work / name
         if stage_done(out, key):
@@ -195,21 +208,26 @@ def main(argv: list[str] | None = None) -> dict:
             f"{summary.get('cpu_hours', 0):.2f} CPU hours ({summary.get('wall_hours', 0):.2f} h wall) on "
             f"{machine()}, {len(summary.get('attempts', []))} attempt(s)"
         )
-        ship = [sys.executable, "-m", "modeling.hub.ship", str(work / "finetune"), "--dest", args.dest,
-                "--recipe", recipe_summary(),
+        ship = [sys.executable, "-m", "modeling.hub.ship", str(work / "distil"), "--dest", args.dest,
+                "--recipe", recipe_summary(), "--previous", str(ROOT / "results" / "shipped_models.json"),
                 "--compute", compute]  # fmt: skip
         subprocess.run(ship, cwd=ROOT, env=env, check=True)
     return summary
 
 
 def recipe_summary() -> str:
-    """One line for the card: the two stages as their configs in ``configs/`` set them, and the command."""
+    """One line for the card: the stages as their configs in ``configs/`` set them, and the command."""
     mae = json.loads((ROOT / MAE_RECIPE).read_text(encoding="utf-8"))
     ft = json.loads((ROOT / FINETUNE_RECIPE).read_text(encoding="utf-8"))
+    kd = json.loads((ROOT / DISTIL_RECIPE).read_text(encoding="utf-8"))
+    kind = "hard" if kd.get("hard_distillation") else "soft"
+    kind += f" (alpha {kd['distillation_alpha']}, T {kd['distillation_temperature']})"
     return (
         f"MAE pretraining on the FER+ training faces, labels unused ({mae['num_train_epochs']} epochs, "
         f"`{MAE_RECIPE}`), then fine-tuning on their FER+ labels ('{ft['dataset_config_name']}' protocol), "
-        f"'{ft['weighted_sampler']}' sampler ({ft['num_train_epochs']} epochs, `{FINETUNE_RECIPE}`); "
+        f"'{ft['weighted_sampler']}' sampler ({ft['num_train_epochs']} epochs, `{FINETUNE_RECIPE}`), then "
+        f"{kd['num_train_epochs']} more epochs with {kind} distillation from a ResNet-18 teacher trained on the same "
+        f"faces (`python -m modeling.training.teacher`, `{DISTIL_RECIPE}`; the teacher is not shipped); "
         "`python -m modeling.hub.recreate --data_dir DATA` re-creates it"
     )
 
