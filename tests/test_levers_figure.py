@@ -42,8 +42,14 @@ def test_fine_tuning_trials_carry_their_maes_cost_and_teachers_their_measured_cu
 def test_the_figure_is_drawn_from_the_committed_results(tmp_path):
     report = load_levers_figure().main(["--output_dir", str(tmp_path)])
     names = [s["name"] for s in report["series"]]
-    assert "shipped recipe" in names and "ft10_reg_sqrt_votes" in names
-    recipe = next(s for s in report["series"] if s["name"] == "shipped recipe")
-    assert len(recipe["points"]) == 40 and abs(recipe["points"][-1][0] - 6.52) < 0.01  # recipe_time.json's hours
+    assert "MAE + fine-tuning" in names and "ft10_reg_sqrt_votes" in names
+    recorded = json.loads((ROOT / "results" / "default_model_recipe" / "recipe_time.json").read_text())["attempts"]
+    hours = {s: sum(a["cpu_s"] for a in recorded if a["stage"] == s) / 3600 for s in ("mae", "finetune", "teacher")}
+    recipe = next(s for s in report["series"] if s["name"] == "MAE + fine-tuning")
+    assert len(recipe["points"]) == 40 and abs(recipe["points"][-1][0] - hours["mae"] - hours["finetune"]) < 1e-9
+    # the distillation stage starts after the fine-tuning and the teacher, and ends at the recipe's recorded hours
+    kd = next(s for s in report["series"] if s["name"].startswith("+ distillation"))
+    assert kd["points"][0][0] > sum(hours.values())
+    assert abs(kd["points"][-1][0] - sum(a["cpu_s"] for a in recorded) / 3600) < 1e-9
     assert json.loads((tmp_path / "ferplus_levers.json").read_text())["series"] == report["series"]
     assert (tmp_path / "ferplus_levers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
