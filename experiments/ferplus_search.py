@@ -104,6 +104,25 @@ TRIALS: dict[str, dict] = {
         "init": "mae20_p6",
         "teacher": "teacher_r18",
     },
+    # Issue 26, after the distilled 6 x 192 patch-6 model stopped at 79.85% validation (results/ferplus_levers.md):
+    # a larger student by its token grid, patch 4 (12x12 tokens, +4 points from scratch in phase 1), from
+    # mae20_p4, with the same teacher.
+    "ft10_p4_votes_kd": {
+        "recipe": FINETUNE,
+        "about": "ft10_reg_sqrt_votes_kd at patch 4, from mae20_p4",
+        "flags": [
+            "--patch_size",
+            "4",
+            *P6_LONG[2:],
+            "--weighted_sampler",
+            "sqrt",
+            *VOTES,
+            "--distillation_alpha",
+            "0.5",
+        ],
+        "init": "mae20_p4",
+        "teacher": "teacher_r18",
+    },
 }
 
 
