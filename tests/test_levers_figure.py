@@ -1,20 +1,15 @@
 """experiments/levers_figure.py: validation accuracy against CPU hours, from the recorded runs only."""
 
 import json
-import sys
 from pathlib import Path
+
+from tests.experiments import load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_levers_figure():
-    sys.path.insert(0, str(ROOT / "experiments"))
-    try:
-        import levers_figure
-
-        return levers_figure
-    finally:
-        sys.path.remove(str(ROOT / "experiments"))
+    return load_experiment("levers_figure")
 
 
 def test_fine_tuning_trials_carry_their_maes_cost_and_teachers_their_measured_curve(tmp_path):

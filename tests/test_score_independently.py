@@ -2,8 +2,6 @@
 
 import csv
 import json
-import sys
-from pathlib import Path
 
 import torch
 from transformers import ViTForImageClassification
@@ -11,19 +9,12 @@ from transformers import ViTForImageClassification
 from modeling.data.ferplus_votes import majority
 from modeling.labels import FERPLUS_LABELS
 from modeling.models.sizes import image_processor_for
+from tests.experiments import load_experiment
 from tests.tiny import tiny_vit_config
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_script():
-    sys.path.insert(0, str(ROOT / "experiments"))
-    try:
-        import score_independently
-
-        return score_independently
-    finally:
-        sys.path.remove(str(ROOT / "experiments"))
+    return load_experiment("score_independently")
 
 
 def test_its_majority_rule_keeps_the_faces_and_classes_the_package_keeps(ferplus_mini_dir):
