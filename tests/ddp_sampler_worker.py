@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from transformers import TrainingArguments, ViTConfig, ViTForImageClassification
 
+from modeling.cli import end_distributed
 from modeling.training.sampling import class_weights
 from modeling.training.trainer import FERTrainer
 
@@ -90,6 +91,7 @@ def main(out_dir: str) -> None:
     rank = trainer.args.process_index
     record = {"rank": rank, "world_size": trainer.args.world_size, "batches": trainer.seen}
     (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(record))
+    end_distributed()  # as the scripts do: gloo's threads left to interpreter exit once aborted a rank (SIGABRT)
 
 
 if __name__ == "__main__":
