@@ -70,16 +70,14 @@ def recipe_points(recipe_dir: Path) -> list[dict]:
     series = [curve("MAE + fine-tuning", "MAE 60 epochs, then 40 fine-tuning epochs (the previous default model)",
                     "finetune_validation_curve.json", mae, finetune)]  # fmt: skip
     if (recipe_dir / "distil_validation_curve.json").is_file():
-        series.append(
-            curve(
-                "+ distillation from the teacher",
-                "the fine-tuned ViT, 20 more epochs with soft distillation from the ResNet-18 teacher "
-                "(its 2.25 CPU hours counted first)",
-                "distil_validation_curve.json",
-                mae + finetune + stage_hours("teacher"),
-                stage_hours("distil"),
-            )
+        teacher = stage_hours("teacher")
+        kd = curve("+ distillation from the teacher", "", "distil_validation_curve.json", mae + finetune + teacher,
+                   stage_hours("distil"))  # fmt: skip
+        kd["about"] = (
+            f"the fine-tuned ViT, {len(kd['points'])} more epochs with distillation from the ResNet-18 teacher "
+            f"(its {teacher:.2f} CPU hours counted first)"
         )
+        series.append(kd)
     return series
 
 

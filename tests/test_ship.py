@@ -13,7 +13,7 @@ from huggingface_hub import ModelCard
 from PIL import Image
 
 from modeling.cli import MissingFileError, UsageError, UserError, run_main
-from modeling.hub import ship, ship_card
+from modeling.hub import recreate, ship, ship_card
 from modeling.labels import FERPLUS_LABELS, RAFDB_LABELS
 from modeling.models.sizes import image_processor_for
 from tests.tiny import tiny_vit_config
@@ -274,7 +274,7 @@ def test_the_previous_default_models_get_a_row_each_and_must_have_scored_the_sam
     with pytest.raises(UserError, match="lacks recipe, test_samples, test_accuracy"):
         ship.ship(run_dir, dest, peers, previous=previous)
     # the checked-in record of earlier default models is readable and scored the whole FER+ test split
-    assert ship.read_previous(ship.DEFAULT_PREVIOUS, {"test_samples": 3137})
+    assert ship.read_previous(recreate.SHIPPED_MODELS, {"test_samples": 3137})
 
 
 def test_the_runs_own_card_gives_the_starting_point_and_recipe_rows_without_machine_paths(run_dir, peers, tmp_path):

@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MAE_RECIPE = "configs/default_ferplus_mae.json"
 FINETUNE_RECIPE = "configs/default_ferplus_finetune.json"
 DISTIL_RECIPE = "configs/default_ferplus_distil.json"
+SHIPPED_MODELS = ROOT / "results" / "shipped_models.json"  # the earlier default models, a row each in the card
 HEARTBEAT_S = 5.0
 TINY_MAE = (
     "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,"
@@ -141,9 +142,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--work_dir",
         default=str(ROOT / "outputs" / "default_model_recipe"),
-        help="Where the stages write: their runs with checkpoints (WORK_DIR/mae, WORK_DIR/finetune, WORK_DIR/teacher, "
-        "WORK_DIR/distil), logs (mae.log, ...), recipe_time.json and the dataset cache; the same WORK_DIR again skips finished stages and "
-        "resumes an interrupted one",
+        help="Where the stages write: their runs with checkpoints (WORK_DIR/mae, WORK_DIR/finetune, "
+        "WORK_DIR/teacher, WORK_DIR/distil), logs (mae.log, ...), recipe_time.json and the dataset cache; the same "
+        "WORK_DIR again skips finished stages and resumes an interrupted one",
     )
     parser.add_argument("--cache_dir", default=None, help="Prepared datasets (default: WORK_DIR/cache)")
     parser.add_argument(
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"{machine()}, {len(summary.get('attempts', []))} attempt(s)"
         )
         ship = [sys.executable, "-m", "modeling.hub.ship", str(work / "distil"), "--dest", args.dest,
-                "--recipe", recipe_summary(), "--previous", str(ROOT / "results" / "shipped_models.json"),
+                "--recipe", recipe_summary(), "--previous", str(SHIPPED_MODELS),
                 "--compute", compute]  # fmt: skip
         subprocess.run(ship, cwd=ROOT, env=env, check=True)
     return summary

@@ -37,7 +37,6 @@ logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DEST = Path(__file__).resolve().parents[1] / "default_model"
 DEFAULT_PEERS = ROOT / "results" / "peers.json"
-DEFAULT_PREVIOUS = ROOT / "results" / "shipped_models.json"
 PREVIOUS_FIELDS: tuple[str, ...] = ("name", "recipe", "test_samples", "test_accuracy", "test_balanced_accuracy")
 WEIGHTS = "model.safetensors"
 CONFUSION_MATRIX = "confusion_matrix_test.png"
@@ -125,11 +124,11 @@ def read_previous(path: str | Path | None, results: Mapping[str, Any]) -> list[d
     models = _read_json(path, "the earlier default models and their test results").get("models")
     if not isinstance(models, list):
         raise UserError(f"{path}: no 'models' list")
+    ours = results.get("test_samples")
     for i, entry in enumerate(models):
         missing = [k for k in PREVIOUS_FIELDS if not isinstance(entry, dict) or k not in entry]
         if missing:
             raise UserError(f"{path}: models[{i}] lacks {', '.join(missing)}")
-        ours = results.get("test_samples")
         if ours is not None and int(entry["test_samples"]) != int(ours):
             raise UserError(
                 f"{path}: models[{i}] ({entry['name']}) scored {entry['test_samples']} test faces and this run "
