@@ -145,7 +145,11 @@ class ModelArguments:
     )
     model_size: str = field(default="base", metadata={"help": f"Preset when training from scratch: {MODEL_SIZES}."})
     image_size: int | None = field(
-        default=None, metadata={"help": "Input size; default: the checkpoint's (224 from scratch)."}
+        default=None,
+        metadata={
+            "help": "Input size; default: the checkpoint's (224 from scratch). Another size than a ViT checkpoint's "
+            "fine-tunes it there, its position table resampled to the new token grid (e.g. 48 px patch 6 -> 72 px)."
+        },
     )
     patch_size: int = field(default=16, metadata={"help": "Patch size when training from scratch."})
     config_overrides: str | None = field(default=None, metadata={"help": "Preset overrides for scratch, 'k=v,...'."})

@@ -4,7 +4,9 @@ DeiT (Touvron et al., ICML 2021) lifted ViTs trained on ImageNet alone with a co
 training faces a ViT has even less data to learn its inductive biases from. The teacher here is torchvision's
 ResNet-18 made for 48 px faces: a 3x3 stride-2 stem and no max pool, so its first stage runs at 24x24 (the
 ImageNet stem would leave 12x12). It reads the same normalised ``[N, 3, S, S]`` batches as the ViT, so the
-Trainer gives it the student's augmented batch as it is.
+Trainer gives it the student's augmented batch as it is; a student fine-tuned at a larger size than the teacher
+was trained at (``--image_size``, see :mod:`modeling.models.resolution`) has its batch resized to the teacher's
+size first (antialiased bilinear), so the teacher sees faces at the scale it learned.
 
 Saved as ``teacher.safetensors`` plus ``teacher.json`` (architecture, labels, image size, normalisation); loaded
 with safetensors only (no pickle).
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 
@@ -31,7 +34,7 @@ ARCHITECTURES = ("resnet18",)
 class FaceResNet(nn.Module):
     """ResNet-18 for small face crops. ``pixel_values [N, 3, S, S]`` -> logits ``[N, num_labels]``."""
 
-    def __init__(self, num_labels: int, architecture: str = "resnet18"):
+    def __init__(self, num_labels: int, architecture: str = "resnet18", image_size: int | None = None):
         super().__init__()
         if architecture not in ARCHITECTURES:
             raise ValueError(f"teacher architecture must be one of {ARCHITECTURES}, got {architecture!r}")
@@ -41,8 +44,14 @@ class FaceResNet(nn.Module):
         self.net = net
         self.architecture = architecture
         self.num_labels = num_labels
+        self.image_size = image_size  # the size it was trained at; None: any input is fed as it is
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        size = self.image_size
+        if size is not None and tuple(pixel_values.shape[-2:]) != (size, size):
+            pixel_values = F.interpolate(
+                pixel_values, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+            )
         return self.net(pixel_values)
 
 
@@ -76,6 +85,6 @@ def load_teacher(path: str | Path) -> tuple[FaceResNet, dict[str, Any]]:
                 f"{path}: no {name}; a teacher folder is written by python -m modeling.training.teacher"
             )
     config = json.loads((path / TEACHER_CONFIG).read_text())
-    model = FaceResNet(len(config["labels"]), config.get("architecture", "resnet18"))
+    model = FaceResNet(len(config["labels"]), config.get("architecture", "resnet18"), config.get("image_size"))
     model.load_state_dict(load_file(str(path / TEACHER_WEIGHTS)), strict=True)
     return model.eval(), config

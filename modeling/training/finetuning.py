@@ -23,6 +23,7 @@ from transformers import AutoConfig, ViTForImageClassification, ViTMAEForPreTrai
 
 from ..labels import label_maps
 from ..models.mae_to_vit import mae_to_classifier
+from ..models.resolution import resize_classifier
 from ..models.sizes import image_processor_for, vit_config
 
 logger = logging.getLogger(__name__)
@@ -56,17 +57,19 @@ def load_classifier(
     config = AutoConfig.from_pretrained(source)
     if config.model_type == "vit_mae":
         logger.info("Converting the MAE encoder of %s to a classifier", source)
-        return mae_to_classifier(ViTMAEForPreTraining.from_pretrained(source), labels, **overrides)
-    if config.model_type not in ("vit", "deit"):
-        raise ValueError(f"{source}: model_type {config.model_type!r} is not a ViT; expected vit, deit or vit_mae")
-    model = ViTForImageClassification.from_pretrained(
-        source, ignore_mismatched_sizes=True, **label_maps(labels), **overrides
-    )
-    if image_size is not None and image_size != model.config.image_size:
-        raise ValueError(
-            f"{source} was trained at {model.config.image_size}px; fine-tune at that size or convert its "
-            "position table first (python -m modeling.models.import_checkpoint --image_size)"
+        model = mae_to_classifier(ViTMAEForPreTraining.from_pretrained(source), labels, **overrides)
+    elif config.model_type in ("vit", "deit"):
+        model = ViTForImageClassification.from_pretrained(
+            source, ignore_mismatched_sizes=True, **label_maps(labels), **overrides
         )
+    else:
+        raise ValueError(f"{source}: model_type {config.model_type!r} is not a ViT; expected vit, deit or vit_mae")
+    if image_size is not None and image_size != model.config.image_size:
+        if image_size % model.config.patch_size:
+            raise ValueError(
+                f"{source}: --image_size {image_size} is not a multiple of its patch size {model.config.patch_size}"
+            )
+        model = resize_classifier(model, image_size)  # its position table resampled to the new token grid
     return model
 
 
