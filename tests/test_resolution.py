@@ -1,5 +1,5 @@
-"""Fine-tuning a ViT at another input size (modeling.models.resolution): the resampled position table, the resized
-classifier as plain transformers saves and loads it, load_classifier's --image_size, and the teacher fed a
+"""Fine-tuning a ViT at another input size (modeling.models.resolution): the resized classifier as plain
+transformers saves and loads it, load_classifier's --image_size, and the teacher fed a
 student's larger batch at its own size."""
 
 from __future__ import annotations
@@ -9,34 +9,13 @@ import torch
 import torch.nn.functional as F
 from transformers import ViTForImageClassification, ViTMAEForPreTraining
 
-from modeling.models.resolution import resample_position_table, resize_classifier
+from modeling.models.resolution import resize_classifier
 from modeling.models.teacher import FaceResNet, load_teacher, save_teacher
 from modeling.training.finetuning import load_classifier
 from tests.tiny import tiny_mae_config, tiny_vit_config
 
 LABELS = ["a", "b", "c"]
 KEY = "vit.embeddings.position_embeddings"
-
-
-def test_the_grid_is_resampled_and_the_class_token_row_kept():
-    torch.manual_seed(0)
-    table = torch.randn(1, 1 + 4 * 4, 5)
-    torch.testing.assert_close(resample_position_table(table, 4), table, rtol=0, atol=0)
-    bigger = resample_position_table(table, 6)
-    assert bigger.shape == (1, 1 + 6 * 6, 5)
-    torch.testing.assert_close(bigger[:, 0], table[:, 0], rtol=0, atol=0)
-    # A table that is the same at every grid position stays so (bicubic weights sum to one).
-    flat = torch.cat([torch.zeros(1, 1, 5), torch.ones(1, 16, 5) * torch.arange(5.0)], dim=1)
-    torch.testing.assert_close(resample_position_table(flat, 6)[:, 1:], torch.ones(1, 36, 5) * torch.arange(5.0))
-    # A ramp along x stays increasing along x on the finer grid, and constant along y.
-    ramp = torch.arange(4.0).repeat(4).reshape(1, 16, 1)
-    grid = resample_position_table(torch.cat([torch.zeros(1, 1, 1), ramp], dim=1), 6)[0, 1:, 0].reshape(6, 6)
-    assert (grid[:, 1:] > grid[:, :-1]).all()
-    torch.testing.assert_close(grid, grid[:1].expand(6, 6))
-    with pytest.raises(ValueError, match="square grid"):
-        resample_position_table(torch.randn(1, 1 + 15, 5), 6)
-    with pytest.raises(ValueError, match=r"\[1, 1 \+ grid\*grid, dim\]"):
-        resample_position_table(torch.randn(17, 5), 6)
 
 
 def test_a_resized_classifier_keeps_every_other_weight_and_round_trips_through_plain_transformers(tmp_path):
@@ -58,6 +37,9 @@ def test_a_resized_classifier_keeps_every_other_weight_and_round_trips_through_p
         logits = resized(pixel_values=x).logits
     with pytest.raises(ValueError):  # the source still wants 32 px input
         model(pixel_values=x)
+    with torch.no_grad():  # what transformers computes when asked to stretch the 32 px table at run time
+        stretched = model(pixel_values=x, interpolate_pos_encoding=True).logits
+    assert (logits - stretched).abs().max().item() < 1e-4
     resized.save_pretrained(tmp_path / "m")
     loaded = ViTForImageClassification.from_pretrained(tmp_path / "m").eval()
     assert loaded.config.image_size == 48

@@ -2,7 +2,8 @@
 
 A ViT's cost and detail grow with its token grid. On 48 px FER+ faces, patch 6 gives 8 x 8 tokens; the same
 model fed the faces at 72 px gives 12 x 12 tokens with every weight reused, only the learned position table
-resampled (bicubic over the grid, the class token's entry kept), and is then fine-tuned at the new size. This is
+resampled (bicubic over the grid, the class token's entry kept: ``timm_names.resize_pos_embed``, shared with the
+checkpoint importer), and is then fine-tuned at the new size. This is
 the higher-resolution fine-tuning of ViT (Dosovitskiy et al., ICLR 2021, section 3.2) and FixRes (Touvron et al.,
 NeurIPS 2019); MAE and DeiT resample their tables the same way. The result is a plain
 ``ViTForImageClassification`` whose ``config.image_size`` is the new size, so ``from_pretrained`` and
@@ -13,30 +14,12 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 
-import torch
-import torch.nn.functional as F
 from transformers import ViTForImageClassification
 
+from .timm_names import resize_pos_embed
+
 logger = logging.getLogger(__name__)
-
-
-def resample_position_table(table: torch.Tensor, new_grid: int) -> torch.Tensor:
-    """``[1, 1 + g*g, D]`` (class token first) -> ``[1, 1 + new_grid**2, D]``, the grid part resampled bicubically."""
-    if table.dim() != 3 or table.shape[0] != 1:
-        raise ValueError(f"position table must be [1, 1 + grid*grid, dim], got {tuple(table.shape)}")
-    old_grid = math.isqrt(table.shape[1] - 1)
-    if old_grid * old_grid != table.shape[1] - 1:
-        raise ValueError(f"position table of {table.shape[1]} rows is not a class token plus a square grid")
-    if new_grid == old_grid:
-        return table.clone()
-    cls, grid = table[:, :1], table[:, 1:]
-    dim = table.shape[-1]
-    grid = grid.reshape(1, old_grid, old_grid, dim).permute(0, 3, 1, 2).float()
-    grid = F.interpolate(grid, size=(new_grid, new_grid), mode="bicubic", align_corners=False)
-    grid = grid.permute(0, 2, 3, 1).reshape(1, new_grid * new_grid, dim).to(table.dtype)
-    return torch.cat([cls, grid], dim=1)
 
 
 def resize_classifier(model: ViTForImageClassification, image_size: int) -> ViTForImageClassification:
@@ -56,7 +39,7 @@ def resize_classifier(model: ViTForImageClassification, image_size: int) -> ViTF
     resized = ViTForImageClassification(new_config).to(next(model.parameters()).dtype)
     state = model.state_dict()
     key = "vit.embeddings.position_embeddings"
-    state[key] = resample_position_table(state[key], image_size // patch)
+    state[key] = resize_pos_embed(state[key], image_size // patch)  # the class token's row kept
     resized.load_state_dict(state, strict=True)
     resized.train(model.training)
     for name, param in model.named_parameters():
