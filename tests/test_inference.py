@@ -39,15 +39,48 @@ def test_batched_predictor_gives_the_pipeline_labels_on_real_ferplus_faces(tiny_
             assert o["scores"][entry["label"]] == pytest.approx(entry["score"], abs=1e-4)
 
 
-def test_batched_preprocessing_equals_the_models_image_processor(tiny_dir, ferplus_faces):
+@pytest.mark.parametrize("resample", [2, 3], ids=["bilinear", "bicubic"])
+def test_batched_preprocessing_equals_the_models_image_processor(tiny_dir, ferplus_faces, tmp_path, resample):
+    import shutil
+
     from PIL import Image
     from transformers import AutoImageProcessor
 
+    model = shutil.copytree(tiny_dir, tmp_path / "m")
+    config = json.loads((model / "preprocessor_config.json").read_text())
+    (model / "preprocessor_config.json").write_text(json.dumps({**config, "resample": resample}))
     images, _ = ferplus_faces
     crops = [images[0], np.repeat(images[1][:40, :44, None], 3, axis=2), images[2]]  # mixed sizes and channels
-    expected = AutoImageProcessor.from_pretrained(tiny_dir)([Image.fromarray(c) for c in crops], return_tensors="pt")
-    got = FERPredictor(tiny_dir, device="cpu", precision="fp32").preprocess(crops)
-    torch.testing.assert_close(got, expected["pixel_values"], atol=1e-5, rtol=0)
+    crops.append(np.repeat(images[3][:20, :24, None], 3, axis=2))  # and one enlarged
+    processor = AutoImageProcessor.from_pretrained(model)
+    assert processor.resample == resample
+    expected = processor([Image.fromarray(c) for c in crops], return_tensors="pt")["pixel_values"]
+    got = FERPredictor(model, device="cpu", precision="fp32").preprocess(crops)
+    # torch's antialiased kernels reproduce PIL's bilinear resize exactly and its bicubic one to within one grey
+    # level at a few pixels (the rounding of the two implementations)
+    level = 1 / 255 / min(config["image_std"])
+    torch.testing.assert_close(got, expected, atol=1e-5 if resample == 2 else level + 1e-5, rtol=0)
+    assert (got - expected).abs().mean() < 0.05 * level
+
+
+def test_the_package_processor_resizes_as_the_training_transforms_do(ferplus_faces, tmp_path):
+    """A model trained at 72 px on 48 px faces is served the faces its evaluation transform made: bicubic."""
+    from transformers import ViTForImageClassification
+
+    from modeling.training.fast_input import FaceBatchTransform, PixelCollator
+
+    config = tiny_vit_config(FERPLUS_LABELS, image_size=72, patch_size=8)
+    config.grayscale_input = True
+    ViTForImageClassification(config).save_pretrained(tmp_path)
+    processor = image_processor_for(72)
+    processor.save_pretrained(tmp_path)
+    assert processor.resample == 3
+    images, _ = ferplus_faces
+    faces = [torch.from_numpy(np.ascontiguousarray(im))[None] for im in images[:16]]  # uint8 [1, 48, 48], gray
+    examples = FaceBatchTransform(72, "none", label_column=None)({"image": faces})["pixel_values"]
+    trained_on = PixelCollator(processor.image_mean, processor.image_std)([{"pixel_values": f} for f in examples])
+    served = FERPredictor(tmp_path, device="cpu", precision="fp32").preprocess(list(images[:16]))
+    torch.testing.assert_close(served, trained_on["pixel_values"], atol=1e-5, rtol=0)
 
 
 def test_bf16_predictor_keeps_the_float32_labels_or_falls_back_where_the_cpu_lacks_bf16(tiny_dir, ferplus_faces):

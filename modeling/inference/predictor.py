@@ -35,7 +35,7 @@ from ..precision import (
     native_bf16_units,
 )
 from .faces import to_gray, to_rgb
-from .vit_runtime import as_pair, inspect_plain, load_plain_vit
+from .vit_runtime import BILINEAR, RESAMPLE_MODES, as_pair, inspect_plain, load_plain_vit
 
 logger = logging.getLogger(__name__)
 
@@ -292,6 +292,15 @@ class FERPredictor:
             crop = processor.crop_size
             self.size = (int(crop["height"]), int(crop["width"]))
         self.do_resize = bool(getattr(processor, "do_resize", True))
+        resample = getattr(processor, "resample", BILINEAR)
+        resample = BILINEAR if resample is None else int(resample)
+        if self.do_resize and resample not in RESAMPLE_MODES:
+            logger.warning(
+                "The image processor resamples with PIL code %d; FERPredictor resizes bilinearly instead (it "
+                "implements bilinear and bicubic): scores may differ a little from the processor's",
+                resample,
+            )
+        self.resample_mode = RESAMPLE_MODES.get(resample, "bilinear")
         self.rescale = float(processor.rescale_factor) if getattr(processor, "do_rescale", True) else 1.0
         do_norm = bool(getattr(processor, "do_normalize", True))
         mean = processor.image_mean if do_norm else [0.0, 0.0, 0.0]
@@ -323,7 +332,7 @@ class FERPredictor:
             # [n, h, w, 3] -> [n, 3, h, w] view with channels-last strides, no copy
             x = torch.from_numpy(np.stack([rgb[i] for i in idx])).permute(0, 3, 1, 2)
             if self.do_resize and tuple(shape[:2]) != self.size:
-                x = F.interpolate(x, size=self.size, mode="bilinear", antialias=True, align_corners=False)
+                x = F.interpolate(x, size=self.size, mode=self.resample_mode, antialias=True, align_corners=False)
             elif tuple(shape[:2]) != self.size:
                 raise ValueError(f"Image of size {shape[:2]} but the processor does not resize to {self.size}")
             out[idx] = x

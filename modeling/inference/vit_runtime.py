@@ -38,7 +38,8 @@ ARCHITECTURE = "ViTForImageClassification"
 PROCESSOR_TYPES = ("ViTImageProcessor", "ViTImageProcessorFast")
 # What FERPredictor reads from the image processor; a file without one of them leaves a class default to know.
 PROCESSOR_KEYS = ("do_resize", "size", "do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std")
-BILINEAR = 2  # PIL.Image.BILINEAR, the resampling FERPredictor.preprocess implements
+BILINEAR, BICUBIC = 2, 3  # PIL.Image codes; FERPredictor.preprocess implements both (torch's antialiased kernels)
+RESAMPLE_MODES = {BILINEAR: "bilinear", BICUBIC: "bicubic"}
 # transformers' ACT2FN["gelu"] is GELUActivation: torch's exact (erf) GELU.
 ACTIVATIONS = {"gelu": F.gelu}
 
@@ -173,8 +174,8 @@ def inspect_plain(model: str | Path) -> PlainSpec | str:
         return f"image processor {proc.get('image_processor_type')!r}, not one of {PROCESSOR_TYPES}"
     if missing := [k for k in PROCESSOR_KEYS if k not in proc]:
         return f"{PROCESSOR_FILE} leaves {missing} to the class defaults"
-    if proc.get("resample", BILINEAR) != BILINEAR or proc.get("do_center_crop"):
-        return "the image processor resamples other than bilinear or crops"
+    if proc.get("resample", BILINEAR) not in RESAMPLE_MODES or proc.get("do_center_crop"):
+        return "the image processor resamples other than bilinear or bicubic, or crops"
     try:
         from safetensors import safe_open
 
@@ -189,7 +190,9 @@ def inspect_plain(model: str | Path) -> PlainSpec | str:
     for key, shape in expected.items():
         if found[key] != (shape, "F32"):
             return f"{WEIGHTS_FILE}: {key} is {found[key]}, expected {shape} float32"
-    processor = SimpleNamespace(**{k: proc[k] for k in PROCESSOR_KEYS}, do_center_crop=False)
+    processor = SimpleNamespace(
+        **{k: proc[k] for k in PROCESSOR_KEYS}, resample=proc.get("resample", BILINEAR), do_center_crop=False
+    )
     return PlainSpec(path, _config(raw), processor)
 
 

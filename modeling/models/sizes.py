@@ -17,6 +17,7 @@ from transformers import ViTConfig, ViTMAEConfig
 from ..labels import label_maps
 
 # MAE normalises with ImageNet statistics (facebookresearch/mae main_pretrain.py), not ViT's 0.5.
+BICUBIC = 3  # PIL.Image.BICUBIC, the resampling of the training transforms
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 # MAE's LayerNorm eps; HF ViT defaults to 1e-12 (NOTES #5).
@@ -130,12 +131,18 @@ def encoder_fields(config: ViTConfig | ViTMAEConfig) -> dict[str, Any]:
 
 
 def image_processor_for(image_size: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
-    """A ``ViTImageProcessor`` resizing to ``image_size`` and normalising with MAE's ImageNet statistics."""
+    """A ``ViTImageProcessor`` resizing to ``image_size`` bicubically, as the training and evaluation transforms
+    do (``modeling.training.transforms``, ``fast_input``), and normalising with MAE's ImageNet statistics.
+
+    The resampling matters once faces are resized: the 72 px FER+ model scored 79.47% / 68.92% (accuracy /
+    balanced) on validation through a bilinear processor and 79.91% / 70.62% through a bicubic one, its run 79.94 /
+    70.41 (``results/default_model_independent_test.md``)."""
     from transformers import ViTImageProcessor
 
     return ViTImageProcessor(
         do_resize=True,
         size={"height": image_size, "width": image_size},
+        resample=BICUBIC,
         do_normalize=True,
         image_mean=list(mean),
         image_std=list(std),

@@ -24,7 +24,7 @@ from transformers import AutoConfig, ViTForImageClassification, ViTMAEForPreTrai
 from ..labels import label_maps
 from ..models.mae_to_vit import mae_to_classifier
 from ..models.resolution import resize_classifier
-from ..models.sizes import image_processor_for, vit_config
+from ..models.sizes import BICUBIC, image_processor_for, vit_config
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ def processor_for(source: str | None, image_size: int):
             logger.info("%s has no image processor; using ImageNet mean/std", source)
         else:
             processor.size = {"height": image_size, "width": image_size}
+            processor.resample = BICUBIC  # what this run's transforms resize with, whatever the source used
             return processor
     return image_processor_for(image_size)
 
