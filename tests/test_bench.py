@@ -86,6 +86,35 @@ def test_cpu_training_bench_compares_both_dtypes_for_the_mae_step():
     assert out["runs"][0]["gflop_per_image"] == out["runs"][1]["gflop_per_image"] > 0
 
 
+def test_cpu_training_bench_profiles_the_distillation_step_and_compares_attention_kernels():
+    out = run_tiny("cpu_training.py", "--dtype", "fp32", "--teacher", "--profile", "--attention", "both")
+    assert [(r["attention"], r["teacher"], r["compiled"]) for r in out["runs"]] == [
+        ("sdpa", True, False),
+        ("eager", True, False),
+    ]
+    sdpa, eager = out["runs"]
+    for run in out["runs"]:
+        shares = run["time_by_op"]
+        assert abs(sum(shares.values()) - 1) < 0.01 and shares["matmul"] > 0 and "optimizer" in shares
+        assert shares["teacher convolutions"] > 0  # the teacher's forward is in every step
+    assert "attention" in sdpa["time_by_op"] and "attention" not in eager["time_by_op"]  # eager: matmuls + softmax
+    # the teacher's convolutions count in the step's FLOPs: more than the student alone
+    alone = run_tiny("cpu_training.py", "--dtype", "fp32")["runs"][0]
+    assert sdpa["gflop_per_image"] > alone["gflop_per_image"]
+
+
+def test_op_groups_of_the_profile():
+    from cpu_training import op_group
+
+    assert op_group("aten::addmm") == "matmul" and op_group("aten::mm") == "matmul"
+    assert op_group("aten::_scaled_dot_product_flash_attention_for_cpu") == "attention"
+    assert op_group("aten::_fused_adamw_") == "optimizer"
+    assert op_group("aten::mkldnn_convolution") == "teacher convolutions"
+    assert op_group("aten::native_layer_norm") == "normalisation"
+    assert op_group("aten::_to_copy") == "casts and copies"
+    assert op_group("aten::something_new") == "other"
+
+
 def test_gpu_bench_flop_formulas_equal_torch_flop_counter_with_eager_attention():
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import ViTForImageClassification
