@@ -39,7 +39,7 @@ def test_tree_cpu_seconds_counts_a_busy_child_and_its_own_children():
 def test_recreate_runs_every_stage_once_records_their_time_and_skips_them_when_done(ferplus_mini_dir, tmp_path):
     work = tmp_path / "work"
     summary = recreate.main(["--data_dir", str(ferplus_mini_dir), "--work_dir", str(work), "--tiny", "--no_ship"])
-    assert [a["stage"] for a in summary["attempts"]] == ["mae", "finetune", "teacher", "distil"]
+    assert [a["stage"] for a in summary["attempts"]] == ["mae", "finetune", "teacher", "distil", "hires"]
     assert all(a["exit"] == 0 and a["wall_s"] > 0 for a in summary["attempts"])
     assert summary["cpu_hours"] > 0 and summary["wall_hours"] > 0
     mae = json.loads((work / "mae" / "all_results.json").read_text())
@@ -48,10 +48,16 @@ def test_recreate_runs_every_stage_once_records_their_time_and_skips_them_when_d
     assert "eval_accuracy" in ft and not any(k.startswith("test_") for k in ft)  # the test split is the last stage's
     assert (work / "teacher" / "teacher.safetensors").is_file()
     kd = json.loads((work / "distil" / "all_results.json").read_text())
-    assert 0 <= kd["test_accuracy"] <= 1 and "eval_accuracy" in kd  # selected on validation, test scored once
-    config = json.loads((work / "distil" / "config.json").read_text())
+    assert "eval_accuracy" in kd and not any(k.startswith("test_") for k in kd)
+    hires = json.loads((work / "hires" / "all_results.json").read_text())
+    assert 0 <= hires["test_accuracy"] <= 1 and "eval_accuracy" in hires  # selected on validation, test scored once
+    before = json.loads((work / "distil" / "config.json").read_text())
+    config = json.loads((work / "hires" / "config.json").read_text())
     assert config["hidden_size"] == 32 and config["architectures"] == ["ViTForImageClassification"]  # a plain ViT
-    assert not list((work / "distil").glob("teacher*"))  # the teacher is a training aid, not part of the model
+    assert (before["image_size"], config["image_size"]) == (48, 72) and config["patch_size"] == before["patch_size"]
+    assert json.loads((work / "hires" / "preprocessor_config.json").read_text())["size"] == {"height": 72, "width": 72}
+    for stage in ("distil", "hires"):  # the teacher is a training aid, not part of the model
+        assert not list((work / stage).glob("teacher*"))
     again = recreate.main(["--data_dir", str(ferplus_mini_dir), "--work_dir", str(work), "--tiny", "--no_ship"])
     assert again["attempts"] == summary["attempts"]  # nothing ran again
 
@@ -69,4 +75,6 @@ def test_the_cards_recipe_line_states_the_epochs_and_labels_the_configs_set():
     assert f"'{ft['dataset_config_name']}' protocol" in line and f"({ft['num_train_epochs']} epochs," in line
     kd = json.loads((recreate.ROOT / recreate.DISTIL_RECIPE).read_text())
     assert f"{kd['num_train_epochs']} more epochs with soft (alpha {kd['distillation_alpha']}" in line
+    hires = json.loads((recreate.ROOT / recreate.HIRES_RECIPE).read_text())
+    assert f"then {hires['num_train_epochs']} epochs more at {hires['image_size']} px" in line
     assert "python -m modeling.hub.recreate --data_dir DATA" in line

@@ -144,7 +144,7 @@ def test_the_card_holds_the_model_index_and_the_peer_table_beside_this_models_te
     evaluation, intended = headings.index("## Evaluation"), headings.index("## Intended use")
     assert headings[evaluation + 1 : intended] == [
         "## Shipped with the package",
-        "## Compared with the `fer` package",
+        "## Compared with earlier models and other packages",
         "## Training data and compute",
         "## Limits",
     ]

@@ -15,8 +15,11 @@ Stages, each a run of the package's own commands with its recipe in ``configs/``
 3. A convolutional teacher (ResNet-18) trained on the same training faces: ``python -m modeling.training.teacher``.
    A training aid only; nothing of it is shipped.
 4. Fine-tuning the stage-2 ViT again with distillation from that teacher, the checkpoint selected on the
-   validation split, the test split scored once: ``configs/default_ferplus_distil.json``.
-5. ``python -m modeling.hub.ship``: the selected model (a plain ViTForImageClassification), its card (with the
+   validation split: ``configs/default_ferplus_distil.json``.
+5. Fine-tuning the stage-4 ViT at 72 px (12 x 12 tokens instead of 8 x 8, its position table resampled), with the
+   same teacher, the checkpoint selected on the validation split, the test split scored once:
+   ``configs/default_ferplus_hires.json``.
+6. ``python -m modeling.hub.ship``: the selected model (a plain ViTForImageClassification), its card (with the
    peer comparison of ``results/peers.json``) and confusion matrix, into ``modeling/default_model/``.
 
 A finished stage is skipped and an interrupted one resumes from its last checkpoint, so after a stop (a killed
@@ -42,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MAE_RECIPE = "configs/default_ferplus_mae.json"
 FINETUNE_RECIPE = "configs/default_ferplus_finetune.json"
 DISTIL_RECIPE = "configs/default_ferplus_distil.json"
+HIRES_RECIPE = "configs/default_ferplus_hires.json"
 SHIPPED_MODELS = ROOT / "results" / "shipped_models.json"  # the earlier default models, a row each in the card
 HEARTBEAT_S = 5.0
 TINY_MAE = (
@@ -143,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--work_dir",
         default=str(ROOT / "outputs" / "default_model_recipe"),
         help="Where the stages write: their runs with checkpoints (WORK_DIR/mae, WORK_DIR/finetune, "
-        "WORK_DIR/teacher, WORK_DIR/distil), logs (mae.log, ...), recipe_time.json and the dataset cache; the same "
+        "WORK_DIR/teacher, WORK_DIR/distil, WORK_DIR/hires), logs (mae.log, ...), recipe_time.json and the dataset cache; the same "
         "WORK_DIR again skips finished stages and resumes an interrupted one",
     )
     parser.add_argument("--cache_dir", default=None, help="Prepared datasets (default: WORK_DIR/cache)")
@@ -161,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
     data = Path(args.data_dir)
     if not (data / "FER2013Train").is_dir():
         raise UserError(f"--data_dir {data}: no FER2013Train/ folder there (the official FER+ layout)")
-    for script in ("run_mae.py", "run_finetune.py", MAE_RECIPE, FINETUNE_RECIPE, DISTIL_RECIPE):
+    for script in ("run_mae.py", "run_finetune.py", MAE_RECIPE, FINETUNE_RECIPE, DISTIL_RECIPE, HIRES_RECIPE):
         if not (ROOT / script).is_file():
             raise UserError(f"{ROOT / script} not found: run this from a checkout of the project (git clone)")
     work = Path(args.work_dir).resolve()
@@ -176,9 +180,12 @@ def main(argv: list[str] | None = None) -> dict:
         ("finetune", "eval_accuracy", ["run_finetune.py", FINETUNE_RECIPE, "--data_dir", str(data),
                                        "--model_name_or_path", str(work / "mae"), "--do_predict", "false"]),
         ("teacher", "eval_accuracy", ["-m", "modeling.training.teacher", "--data_dir", str(data)]),
-        ("distil", "test_accuracy", ["run_finetune.py", DISTIL_RECIPE, "--data_dir", str(data),
+        ("distil", "eval_accuracy", ["run_finetune.py", DISTIL_RECIPE, "--data_dir", str(data),
                                      "--model_name_or_path", str(work / "finetune"),
                                      "--teacher_dir", str(work / "teacher")]),
+        ("hires", "test_accuracy", ["run_finetune.py", HIRES_RECIPE, "--data_dir", str(data),
+                                    "--model_name_or_path", str(work / "distil"),
+                                    "--teacher_dir", str(work / "teacher")]),
     ]  # fmt: skip
     if args.tiny:
         steps = ["--max_steps", "2", "--save_strategy", "steps", "--save_steps", "1", "--eval_strategy", "steps",
@@ -188,6 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
         stages[2][2].extend(["--epochs", "1", "--max_steps_per_epoch", "2", "--batch_size", "8",
                              "--max_eval_samples", "16", "--num_workers", "0"])  # fmt: skip
         stages[3][2].extend(steps)
+        stages[4][2].extend(steps)
     for name, key, cmd in stages:
         out = work / name
         if stage_done(out, key):
@@ -209,7 +217,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"{summary.get('cpu_hours', 0):.2f} CPU hours ({summary.get('wall_hours', 0):.2f} h wall) on "
             f"{machine()}, {len(summary.get('attempts', []))} attempt(s)"
         )
-        ship = [sys.executable, "-m", "modeling.hub.ship", str(work / "distil"), "--dest", args.dest,
+        ship = [sys.executable, "-m", "modeling.hub.ship", str(work / "hires"), "--dest", args.dest,
                 "--recipe", recipe_summary(), "--previous", str(SHIPPED_MODELS),
                 "--compute", compute]  # fmt: skip
         subprocess.run(ship, cwd=ROOT, env=env, check=True)
@@ -221,6 +229,7 @@ def recipe_summary() -> str:
     mae = json.loads((ROOT / MAE_RECIPE).read_text(encoding="utf-8"))
     ft = json.loads((ROOT / FINETUNE_RECIPE).read_text(encoding="utf-8"))
     kd = json.loads((ROOT / DISTIL_RECIPE).read_text(encoding="utf-8"))
+    hires = json.loads((ROOT / HIRES_RECIPE).read_text(encoding="utf-8"))
     kind = "hard" if kd.get("hard_distillation") else "soft"
     kind += f" (alpha {kd['distillation_alpha']}, T {kd['distillation_temperature']})"
     return (
@@ -228,7 +237,9 @@ def recipe_summary() -> str:
         f"`{MAE_RECIPE}`), then fine-tuning on their FER+ labels ('{ft['dataset_config_name']}' protocol), "
         f"'{ft['weighted_sampler']}' sampler ({ft['num_train_epochs']} epochs, `{FINETUNE_RECIPE}`), then "
         f"{kd['num_train_epochs']} more epochs with {kind} distillation from a ResNet-18 teacher trained on the same "
-        f"faces (`python -m modeling.training.teacher`, `{DISTIL_RECIPE}`; the teacher is not shipped); "
+        f"faces (`python -m modeling.training.teacher`, `{DISTIL_RECIPE}`; the teacher is not shipped), then "
+        f"{hires['num_train_epochs']} epochs more at {hires['image_size']} px with the same teacher "
+        f"(`{HIRES_RECIPE}`, the position table resampled to the finer token grid); "
         "`python -m modeling.hub.recreate --data_dir DATA` re-creates it"
     )
 

@@ -245,7 +245,7 @@ def card_sections(
     """Title -> markdown of the shipped model's extra card sections, in card order."""
     return {
         "Shipped with the package": usage_section(),
-        "Compared with the `fer` package": comparison_section(results, peers, peers_path, previous),
+        "Compared with earlier models and other packages": comparison_section(results, peers, peers_path, previous),
         "Training data and compute": training_section(results, recipe, compute),
         "Limits": limits_section(results, int(config.get("image_size") or 48), bool(config.get("grayscale_input"))),
     }
