@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 EMOTIONS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
+SPLIT_FOLDERS = {"test": "FER2013Test", "valid": "FER2013Valid"}
 VOTE_COLUMNS = (*EMOTIONS, "unknown", "NF")  # label.csv: name, face box, then these 10 vote counts
 
 
@@ -47,7 +48,7 @@ def majority_labels(label_csv: Path) -> list[tuple[str, str]]:
     return kept
 
 
-def score(model_dir: str, data_dir: Path, batch_size: int = 256) -> dict:
+def score(model_dir: str, data_dir: Path, batch_size: int = 256, split: str = "test") -> dict:
     import torch
     from PIL import Image
     from transformers import AutoImageProcessor, AutoModelForImageClassification
@@ -55,7 +56,7 @@ def score(model_dir: str, data_dir: Path, batch_size: int = 256) -> dict:
     model = AutoModelForImageClassification.from_pretrained(model_dir).eval()
     processor = AutoImageProcessor.from_pretrained(model_dir)
     gray = bool(getattr(model.config, "grayscale_input", False))
-    folder = data_dir / "FER2013Test"
+    folder = data_dir / SPLIT_FOLDERS[split]
     faces = majority_labels(folder / "label.csv")
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     truth, predicted = [], []
@@ -92,10 +93,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("model", help="A saved image classifier folder (or Hub id) with the FER+ classes")
     parser.add_argument("--data_dir", required=True, help="The official FER+ layout (FER2013Test/ with label.csv)")
     parser.add_argument("--output", default=None, help="Write the JSON here too")
+    parser.add_argument(
+        "--split", choices=sorted(SPLIT_FOLDERS), default="test", help="valid: check a preprocessing change there first"
+    )
     args = parser.parse_args(argv)
-    if not (Path(args.data_dir) / "FER2013Test" / "label.csv").is_file():
-        parser.error(f"--data_dir {args.data_dir}: no FER2013Test/label.csv there (the official FER+ layout)")
-    report = score(args.model, Path(args.data_dir))
+    folder = SPLIT_FOLDERS[args.split]
+    if not (Path(args.data_dir) / folder / "label.csv").is_file():
+        parser.error(f"--data_dir {args.data_dir}: no {folder}/label.csv there (the official FER+ layout)")
+    report = score(args.model, Path(args.data_dir), split=args.split)
     text = json.dumps(report, indent=1)
     if args.output:
         Path(args.output).write_text(text + "\n")
