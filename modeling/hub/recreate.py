@@ -1,6 +1,6 @@
 """Re-creates the model shipped in ``modeling/default_model/`` from the FER+ download, with one command.
 
-It takes hours: the recorded run (``results/default_model_recipe/recipe_time.json``) took 11.47 CPU hours, 6.84 h
+It takes hours: the recorded run (``results/default_model_recipe/recipe_time.json``) took 14.06 CPU hours, 8.19 h
 wall, on 2 cores of an AMD EPYC with AVX512-BF16 (bf16 autocast); stop it at any time, the same command goes on.
 
     python -m modeling.hub.recreate --data_dir /data/FERPlus              # from a checkout of this project
