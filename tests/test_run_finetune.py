@@ -370,3 +370,23 @@ def test_logit_adjustment_without_training_is_refused_before_anything_heavy(ferp
     argv = finetune_args(None, ferplus_mini_dir, tmp_path / "ft", tmp_path / "cache", do_train=False)
     with pytest.raises(UsageError, match="--logit_adjustment"):
         run_finetune_main(argv + ["--logit_adjustment", "true"])
+
+
+def test_attn_implementation_eager_trains_without_the_sdpa_kernel(pretrained, ferplus_mini_dir, tmp_path, monkeypatch):
+    """bench/cpu_training.py measured eager attention 1.4x faster than SDPA on a bf16 CPU at 145 tokens."""
+    import torch.nn.functional as F
+
+    from modeling.cli import UsageError
+
+    calls = []
+    real = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or real(*a, **k))
+    extra = {"max_steps": 1, "num_train_epochs": 1, "do_predict": False}
+    run_finetune_main(finetune_args(pretrained, ferplus_mini_dir, tmp_path / "sdpa", tmp_path / "cache", **extra))
+    assert calls  # transformers' default for ViT
+    calls.clear()
+    extra["attn_implementation"] = "eager"
+    run_finetune_main(finetune_args(pretrained, ferplus_mini_dir, tmp_path / "eager", tmp_path / "cache", **extra))
+    assert not calls
+    with pytest.raises(UsageError, match="invalid choice: 'flash_attention_9'"):  # refused before anything runs
+        run_finetune_main(["--attn_implementation", "flash_attention_9", "--output_dir", str(tmp_path / "x")])
