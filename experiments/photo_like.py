@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import sys
 from pathlib import Path
 
@@ -33,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
-from score_independently import SPLIT_FOLDERS, majority_labels  # noqa: E402
+from score_independently import SPLIT_FOLDERS, emit, majority_labels  # noqa: E402
 
 SCALE = 4
 
@@ -111,11 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
             name: scores([p["label"] for p in predictor.predict(images, batch_size=128)], truth)
             for name, images in changed.items()
         }
-    text = json.dumps(report, indent=1)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
-    print(text)
-    return report
+    return emit(report, args.output)
 
 
 if __name__ == "__main__":

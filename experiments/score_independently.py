@@ -94,16 +94,24 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data_dir", required=True, help="The official FER+ layout (FER2013Test/ with label.csv)")
     parser.add_argument("--output", default=None, help="Write the JSON here too")
     parser.add_argument(
-        "--split", choices=sorted(SPLIT_FOLDERS), default="test", help="valid: check a preprocessing change there first"
+        "--split",
+        choices=sorted(SPLIT_FOLDERS),
+        default="test",
+        help="valid: check a preprocessing change there first",
     )
     args = parser.parse_args(argv)
     folder = SPLIT_FOLDERS[args.split]
     if not (Path(args.data_dir) / folder / "label.csv").is_file():
         parser.error(f"--data_dir {args.data_dir}: no {folder}/label.csv there (the official FER+ layout)")
     report = score(args.model, Path(args.data_dir), split=args.split)
+    return emit(report, args.output)
+
+
+def emit(report: dict, output: str | None) -> dict:
+    """Prints ``report`` as JSON (the script's output) and writes it to ``output`` too when given."""
     text = json.dumps(report, indent=1)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
+    if output:
+        Path(output).write_text(text + "\n")
     print(text)
     return report
 

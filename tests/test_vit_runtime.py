@@ -131,7 +131,10 @@ EDITS = {
         lambda p: _edit_json(p, "preprocessor_config.json", image_std=None),
         "leaves ['image_std'] to the class defaults",
     ),
-    "other_resampling": (lambda p: _edit_json(p, "preprocessor_config.json", resample=1), "other than bilinear or bicubic"),
+    "other_resampling": (
+        lambda p: _edit_json(p, "preprocessor_config.json", resample=1),
+        "other than bilinear or bicubic",
+    ),
     "extra_tensor": (_extra_tensor, "unexpected ['vit.pooler.dense.weight']"),
 }
 
